@@ -1,0 +1,98 @@
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use actix::System;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use mq_actix::config::{self, Config, Limits};
+use mq_actix::server::{self, Broker};
+
+/// A pub/sub message broker speaking the mq JSON-lines protocol.
+///
+/// Logs go to stderr; they are quiet unless RUST_LOG raises them
+/// (e.g. RUST_LOG=mq_actix=debug).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(default_value_t = config::DEFAULT_PORT)]
+    port: u16,
+    /// Messages cached per topic for replay; 0 disables the cache.
+    #[arg(default_value_t = config::DEFAULT_CACHE_SIZE)]
+    cache_size: usize,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Longest accepted line in bytes, without its line ending.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_LINE)]
+    max_line: usize,
+    /// Bytes a client may owe (queued, unread) before it is disconnected.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_PENDING)]
+    max_pending: usize,
+    /// Open connections before new ones are refused.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Worker threads running sessions and topics [default: number of cores].
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .init();
+
+    let config = Config {
+        cache_size: cli.cache_size,
+        workers: cli.workers.unwrap_or_else(config::default_workers).max(1),
+        limits: Limits {
+            max_line: cli.max_line,
+            max_pending: cli.max_pending,
+            max_connections: cli.max_connections,
+        },
+    };
+    server::raise_fd_limit(config.limits.max_connections as u64 + 64);
+
+    let addr = SocketAddr::new(cli.bind, cli.port);
+    let listener = match server::bind(addr) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("mq-actix: cannot listen on {addr}: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+
+    let system = System::new();
+    let broker = system.block_on(async {
+        let broker = Broker::start(&config);
+        broker.serve(listener).map(|()| broker)
+    });
+    let broker = match broker {
+        Ok(broker) => broker,
+        Err(error) => {
+            eprintln!("mq-actix: cannot serve on {local}: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "mq-actix listening on {local} (cache size {})",
+        config.cache_size
+    );
+    let result = system.run();
+    broker.join();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mq-actix: {error}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The wire protocol as pure functions: one line in, a [`Line`] or a
+//! [`ProtocolError`] out; one accepted `send`, one delivered line out.
+//!
+//! Nothing here does I/O, so every rule of `docs/PROTOCOL.md` that concerns a
+//! single line can be unit-tested without a socket.
+//!
+//! Parsing is strict in the way the protocol asks: a command's key set must be
+//! exact and each value must have exactly the right JSON type. A key given twice
+//! keeps its last value, like most JSON parsers. A line that fails the strict
+//! parse is parsed again as untyped JSON only to pick the right error string,
+//! so the common path reads each line once.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The reply to every command that was carried out.
+pub const OK: &[u8] = b"{\"success\": true}\r\n";
+
+/// One line of client input after framing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// Empty after trimming: no reply.
+    Empty,
+    /// `quit`: flush and close, no reply.
+    Quit,
+    /// A valid command, to be carried out and answered with [`OK`].
+    Command(Command<'a>),
+}
+
+/// A valid command. Strings borrow from the input line where they need no
+/// unescaping, so the common `send` allocates nothing while parsing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Subscribe(Subscribe<'a>),
+    Unsubscribe { topic: Cow<'a, str> },
+    Send(Send<'a>),
+}
+
+impl Command<'_> {
+    /// The topic every command names.
+    pub fn topic(&self) -> &str {
+        match self {
+            Command::Subscribe(s) => &s.topic,
+            Command::Unsubscribe { topic } => topic,
+            Command::Send(s) => &s.topic,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Subscribe<'a> {
+    pub topic: Cow<'a, str>,
+    /// Replay only cached messages with a greater index; -1 (the default) replays all.
+    pub last_seen: i64,
+    /// `false` skips the replay entirely.
+    pub cache: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Send<'a> {
+    pub topic: Cow<'a, str>,
+    pub msg: Cow<'a, str>,
+    pub delivery: Delivery,
+    /// Kept as given (or absent) because the delivered line carries it along.
+    pub cache: Option<bool>,
+}
+
+/// How many subscribers receive a `send`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    All,
+    One,
+}
+
+impl Delivery {
+    fn as_str(self) -> &'static str {
+        match self {
+            Delivery::All => "all",
+            Delivery::One => "one",
+        }
+    }
+}
+
+/// Every failure a client can see, each with the exact `reason` string that
+/// clients of the existing servers rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    NotUtf8,
+    NotJson,
+    Malformed,
+    LineTooLong,
+    TooManyConnections,
+    Internal,
+}
+
+impl ProtocolError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            ProtocolError::NotUtf8 => "Could not decode input as UTF-8",
+            ProtocolError::NotJson => "Could not parse json",
+            ProtocolError::Malformed => "Malformed json message",
+            ProtocolError::LineTooLong => "Line too long",
+            ProtocolError::TooManyConnections => "Too many connections",
+            ProtocolError::Internal => "Internal exception",
+        }
+    }
+
+    /// The whole reply line, built without allocating.
+    pub fn reply(self) -> Bytes {
+        Bytes::from_static(match self {
+            ProtocolError::NotUtf8 => {
+                b"{\"success\": false, \"reason\": \"Could not decode input as UTF-8\"}\r\n"
+            }
+            ProtocolError::NotJson => {
+                b"{\"success\": false, \"reason\": \"Could not parse json\"}\r\n"
+            }
+            ProtocolError::Malformed => {
+                b"{\"success\": false, \"reason\": \"Malformed json message\"}\r\n"
+            }
+            ProtocolError::LineTooLong => {
+                b"{\"success\": false, \"reason\": \"Line too long\"}\r\n"
+            }
+            ProtocolError::TooManyConnections => {
+                b"{\"success\": false, \"reason\": \"Too many connections\"}\r\n"
+            }
+            ProtocolError::Internal => {
+                b"{\"success\": false, \"reason\": \"Internal exception\"}\r\n"
+            }
+        })
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Classifies one framed line (without its `\n`).
+pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ProtocolError> {
+    let text = std::str::from_utf8(raw).map_err(|_| ProtocolError::NotUtf8)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Line::Empty);
+    }
+    if text == "quit" {
+        return Ok(Line::Quit);
+    }
+    match serde_json::from_str::<Fields>(text) {
+        Ok(fields) => fields
+            .into_command()
+            .map(Line::Command)
+            .ok_or(ProtocolError::Malformed),
+        Err(_) if is_json(text) => Err(ProtocolError::Malformed),
+        Err(_) => Err(ProtocolError::NotJson),
+    }
+}
+
+/// Whether `text` is one JSON value, however deeply nested: the nesting only
+/// costs heap (via `serde_stacker`), never the thread's stack.
+fn is_json(text: &str) -> bool {
+    let mut json = serde_json::Deserializer::from_str(text);
+    json.disable_recursion_limit();
+    let value = IgnoredAny::deserialize(serde_stacker::Deserializer::new(&mut json));
+    value.is_ok() && json.end().is_ok()
+}
+
+/// The keys a command may have, each at most once after last-wins merging.
+#[derive(Default)]
+struct Fields<'a> {
+    command: Option<Cow<'a, str>>,
+    topic: Option<Cow<'a, str>>,
+    msg: Option<Cow<'a, str>>,
+    delivery: Option<Cow<'a, str>>,
+    last_seen: Option<i64>,
+    cache: Option<bool>,
+}
+
+impl<'a> Fields<'a> {
+    fn into_command(self) -> Option<Command<'a>> {
+        let Fields {
+            command,
+            topic,
+            msg,
+            delivery,
+            last_seen,
+            cache,
+        } = self;
+        let topic = topic?;
+        match command?.as_ref() {
+            "subscribe" if msg.is_none() && delivery.is_none() => {
+                Some(Command::Subscribe(Subscribe {
+                    topic,
+                    last_seen: last_seen.unwrap_or(-1),
+                    cache: cache.unwrap_or(true),
+                }))
+            }
+            "unsubscribe"
+                if msg.is_none()
+                    && delivery.is_none()
+                    && last_seen.is_none()
+                    && cache.is_none() =>
+            {
+                Some(Command::Unsubscribe { topic })
+            }
+            "send" if last_seen.is_none() => {
+                let delivery = match delivery?.as_ref() {
+                    "all" => Delivery::All,
+                    "one" => Delivery::One,
+                    _ => return None,
+                };
+                Some(Command::Send(Send {
+                    topic,
+                    msg: msg?,
+                    delivery,
+                    cache,
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a command object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(Text(key)) = map.next_key::<Text>()? {
+            match key.as_ref() {
+                "command" => fields.command = Some(map.next_value::<Text>()?.0),
+                "topic" => fields.topic = Some(map.next_value::<Text>()?.0),
+                "msg" => fields.msg = Some(map.next_value::<Text>()?.0),
+                "delivery" => fields.delivery = Some(map.next_value::<Text>()?.0),
+                "last_seen" => {
+                    let raw = map.next_value::<&RawValue>()?;
+                    let integer = parse_integer(raw.get())
+                        .ok_or_else(|| de::Error::custom("not an integer"))?;
+                    fields.last_seen = Some(integer);
+                }
+                "cache" => fields.cache = Some(map.next_value()?),
+                _ => return Err(de::Error::custom("unknown key")),
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// A JSON number written without fraction or exponent that fits in an `i64`,
+/// read from its text: `-0` is the integer 0 (serde_json would read it as a
+/// float), while `2.0` and `1e2` are not integers.
+fn parse_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A JSON string that borrows from the input unless it had escapes
+/// (serde's own `Cow<str>` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Text(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+}
+
+/// A `send` encoded once, up to the index that only its topic can assign:
+/// the topic appends `"index": N` and shares the resulting bytes with every
+/// subscriber instead of serializing per subscriber.
+#[derive(Debug, Clone)]
+pub struct DeliveryTemplate {
+    head: Bytes,
+}
+
+impl DeliveryTemplate {
+    pub fn new(send: &Send<'_>) -> Self {
+        let mut head = BytesMut::with_capacity(send.topic.len() + send.msg.len() + 96);
+        head.put_slice(b"{\"command\": \"send\", \"topic\": ");
+        write_json_string(&mut head, &send.topic);
+        head.put_slice(b", \"msg\": ");
+        write_json_string(&mut head, &send.msg);
+        head.put_slice(b", \"delivery\": \"");
+        head.put_slice(send.delivery.as_str().as_bytes());
+        head.put_u8(b'"');
+        match send.cache {
+            Some(true) => head.put_slice(b", \"cache\": true"),
+            Some(false) => head.put_slice(b", \"cache\": false"),
+            None => {}
+        }
+        head.put_slice(b", \"index\": ");
+        DeliveryTemplate {
+            head: head.freeze(),
+        }
+    }
+
+    /// The complete delivered line for message number `index`.
+    pub fn line(&self, index: u64) -> Bytes {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(index);
+        let mut line = BytesMut::with_capacity(self.head.len() + digits.len() + 3);
+        line.put_slice(&self.head);
+        line.put_slice(digits.as_bytes());
+        line.put_slice(b"}\r\n");
+        line.freeze()
+    }
+}
+
+fn write_json_string(out: &mut BytesMut, s: &str) {
+    let mut writer = out.writer();
+    // Writing a &str into memory cannot fail: serde_json only errors on I/O.
+    if serde_json::to_writer(&mut writer, s).is_err() {
+        unreachable!("serializing a string into memory failed");
+    }
+    let _ = writer.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn command(line: &str) -> Command<'_> {
+        match parse_line(line.as_bytes()) {
+            Ok(Line::Command(c)) => c,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    fn error(line: &[u8]) -> ProtocolError {
+        match parse_line(line) {
+            Err(e) => e,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn blank_and_quit_lines() {
+        assert_eq!(parse_line(b""), Ok(Line::Empty));
+        assert_eq!(parse_line(b" \t\r"), Ok(Line::Empty));
+        assert_eq!(parse_line(b"quit"), Ok(Line::Quit));
+        assert_eq!(parse_line(b"  quit \r"), Ok(Line::Quit));
+        assert_eq!(error(b"quit now"), ProtocolError::NotJson);
+    }
+
+    #[test]
+    fn subscribe_defaults_and_options() {
+        assert_eq!(
+            command(r#"{"command": "subscribe", "topic": "foo"}"#),
+            Command::Subscribe(Subscribe {
+                topic: "foo".into(),
+                last_seen: -1,
+                cache: true
+            })
+        );
+        assert_eq!(
+            command(r#"{"cache": false, "last_seen": 41, "topic": "f", "command": "subscribe"}"#),
+            Command::Subscribe(Subscribe {
+                topic: "f".into(),
+                last_seen: 41,
+                cache: false
+            })
+        );
+    }
+
+    #[test]
+    fn send_keeps_cache_as_given() {
+        let Command::Send(send) = command(
+            r#"{"command": "send", "topic": "jobs", "msg": "job 7", "delivery": "one", "cache": false}"#,
+        ) else {
+            panic!("not a send");
+        };
+        assert_eq!(send.delivery, Delivery::One);
+        assert_eq!(send.cache, Some(false));
+        let Command::Send(send) =
+            command(r#"{"command": "send", "topic": "t", "msg": "m", "delivery": "all"}"#)
+        else {
+            panic!("not a send");
+        };
+        assert_eq!(send.cache, None);
+    }
+
+    #[test]
+    fn unescaped_strings_are_borrowed() {
+        let Command::Send(send) =
+            command(r#"{"command": "send", "topic": "t", "msg": "plain", "delivery": "all"}"#)
+        else {
+            panic!("not a send");
+        };
+        assert!(matches!(send.msg, Cow::Borrowed("plain")));
+        assert_eq!(
+            command(r#"{"command": "unsubscribe", "topic": "a\"b\u00e9"}"#).topic(),
+            "a\"bé"
+        );
+    }
+
+    #[test]
+    fn last_duplicate_key_wins() {
+        assert_eq!(
+            command(r#"{"command": "send", "topic": "a", "command": "unsubscribe"}"#),
+            Command::Unsubscribe { topic: "a".into() }
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_recognised() {
+        assert_eq!(
+            command(r#"{"comm\u0061nd": "unsubscribe", "topic": "x"}"#).topic(),
+            "x"
+        );
+    }
+
+    #[test]
+    fn error_kinds() {
+        assert_eq!(error(b"\xff\xfe"), ProtocolError::NotUtf8);
+        assert_eq!(error(b"{\"topic\": \"\xc0\xaf\"}"), ProtocolError::NotUtf8);
+        assert_eq!(error(b"hello"), ProtocolError::NotJson);
+        assert_eq!(error(b"{\"command\": "), ProtocolError::NotJson);
+        assert_eq!(error(b"{\"foo\": 1,"), ProtocolError::NotJson);
+        assert_eq!(error(b"{} {}"), ProtocolError::NotJson);
+        assert_eq!(error(b"[1, 2]"), ProtocolError::Malformed);
+        assert_eq!(error(b"42"), ProtocolError::Malformed);
+        assert_eq!(error(b"null"), ProtocolError::Malformed);
+        assert_eq!(error(b"{}"), ProtocolError::Malformed);
+    }
+
+    #[test]
+    fn malformed_commands() {
+        for line in [
+            r#"{"command": "publish", "topic": "a"}"#,
+            r#"{"command": "subscribe"}"#,
+            r#"{"command": "subscribe", "topic": 5}"#,
+            r#"{"command": "subscribe", "topic": null}"#,
+            r#"{"command": "subscribe", "topic": "a", "extra": 1}"#,
+            r#"{"command": "subscribe", "topic": "a", "last_seen": 2.0}"#,
+            r#"{"command": "subscribe", "topic": "a", "last_seen": 1e2}"#,
+            r#"{"command": "subscribe", "topic": "a", "last_seen": true}"#,
+            r#"{"command": "subscribe", "topic": "a", "last_seen": "3"}"#,
+            r#"{"command": "subscribe", "topic": "a", "last_seen": 9223372036854775808}"#,
+            r#"{"command": "subscribe", "topic": "a", "cache": 1}"#,
+            r#"{"command": "subscribe", "topic": "a", "msg": "m"}"#,
+            r#"{"command": "subscribe", "topic": "a", "delivery": "all"}"#,
+            r#"{"command": "unsubscribe", "topic": "a", "cache": true}"#,
+            r#"{"command": "unsubscribe", "topic": "a", "last_seen": 1}"#,
+            r#"{"command": "send", "topic": "a", "msg": "m"}"#,
+            r#"{"command": "send", "topic": "a", "delivery": "all"}"#,
+            r#"{"command": "send", "msg": "m", "delivery": "all"}"#,
+            r#"{"command": "send", "topic": "a", "msg": "m", "delivery": "some"}"#,
+            r#"{"command": "send", "topic": "a", "msg": 1, "delivery": "all"}"#,
+            r#"{"command": "send", "topic": "a", "msg": "m", "delivery": "all", "last_seen": 1}"#,
+            r#"{"command": "send", "topic": "a", "msg": "m", "delivery": "all", "cache": "no"}"#,
+            r#"{"command": ["send"], "topic": "a"}"#,
+            r#"{"Command": "subscribe", "topic": "a"}"#,
+        ] {
+            assert_eq!(error(line.as_bytes()), ProtocolError::Malformed, "{line}");
+        }
+    }
+
+    #[test]
+    fn integers_at_the_edges() {
+        for (text, want) in [("-9223372036854775808", i64::MIN), ("-0", 0), ("-5", -5)] {
+            let line = format!(r#"{{"command": "subscribe", "topic": "a", "last_seen": {text}}}"#);
+            let Command::Subscribe(s) = command(&line) else {
+                panic!("not a subscribe");
+            };
+            assert_eq!(s.last_seen, want);
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_malformed_not_a_crash() {
+        let depth = 200_000;
+        let line = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(error(line.as_bytes()), ProtocolError::Malformed);
+        let line = "[".repeat(depth);
+        assert_eq!(error(line.as_bytes()), ProtocolError::NotJson);
+    }
+
+    #[test]
+    fn delivery_is_the_send_plus_index() {
+        let original = r#"{"command": "send", "topic": "t\"q", "msg": "h\u00e9\n", "delivery": "one", "cache": true}"#;
+        let Command::Send(send) = command(original) else {
+            panic!("not a send");
+        };
+        let line = DeliveryTemplate::new(&send).line(7);
+        assert!(line.ends_with(b"}\r\n"));
+        let delivered: Value = serde_json::from_slice(&line).unwrap();
+        let mut expected: Value = serde_json::from_str(original).unwrap();
+        expected["index"] = json!(7);
+        assert_eq!(delivered, expected);
+    }
+
+    #[test]
+    fn error_replies_carry_their_reason() {
+        for e in [
+            ProtocolError::NotUtf8,
+            ProtocolError::NotJson,
+            ProtocolError::Malformed,
+            ProtocolError::LineTooLong,
+            ProtocolError::TooManyConnections,
+            ProtocolError::Internal,
+        ] {
+            let reply: Value = serde_json::from_slice(&e.reply()).unwrap();
+            assert_eq!(reply, json!({"success": false, "reason": e.reason()}));
+            assert!(e.reply().ends_with(b"\r\n"));
+        }
+        let ok: Value = serde_json::from_slice(OK).unwrap();
+        assert_eq!(ok, json!({"success": true}));
+    }
+}

@@ -1,0 +1,229 @@
+//! `TopicActor`: the whole state of one topic, owned by one actor.
+//!
+//! Its sequence counter, cache, subscribers and round-robin cursor change only
+//! inside its handlers, so every rule that relates them (index order, replay
+//! then live with no gap and no duplicate, consumption of replayed `one`
+//! messages) holds without a lock: the mailbox orders everything.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
+use bytes::Bytes;
+
+use crate::outbox::{Handoff, Outbox, Outgoing, Redeliver};
+use crate::protocol::{DeliveryTemplate, OK};
+use crate::session::SessionId;
+use crate::subscribers::{Gone, RoundRobin};
+
+/// Sends a topic can have queued before a publisher has to wait: the bound
+/// that slows a publisher down to the pace its topic can deliver.
+pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// A `send`, already encoded up to its index.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub template: DeliveryTemplate,
+    pub one: bool,
+    pub cache: bool,
+}
+
+/// Makes a connection a subscriber. The topic itself queues the
+/// `{"success": true}` reply and then the replay on the subscriber's outbox,
+/// so no live message can overtake either; the session waits for this
+/// message to be handled before it answers anything else.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub session: SessionId,
+    pub outbox: Outbox,
+    pub last_seen: i64,
+    pub replay: bool,
+}
+
+/// Ends a subscription (an `unsubscribe`, or the connection closing).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub session: SessionId,
+}
+
+/// How many connections subscribe to the topic; for tests and diagnostics.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct SubscriberCount;
+
+#[derive(Debug)]
+struct Subscriber {
+    session: SessionId,
+    outbox: Outbox,
+    /// Every message with this index or above has been replayed or delivered
+    /// live to this subscriber (or was gone when it subscribed). A repeated
+    /// `subscribe` replays only below it, so it never duplicates a message.
+    covered_from: u64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    index: u64,
+    line: Bytes,
+    /// A `delivery: "one"` message: consumed by the first replay.
+    one: bool,
+}
+
+/// One topic. Created by the `Registry` on the first command that names it.
+pub struct TopicActor {
+    name: Arc<str>,
+    next_index: u64,
+    cache: VecDeque<Cached>,
+    cache_size: usize,
+    subscribers: RoundRobin<Subscriber>,
+    redeliver: Option<Recipient<Redeliver>>,
+}
+
+impl TopicActor {
+    pub fn new(name: Arc<str>, cache_size: usize) -> Self {
+        TopicActor {
+            name,
+            next_index: 0,
+            cache: VecDeque::with_capacity(cache_size.min(128)),
+            cache_size,
+            subscribers: RoundRobin::default(),
+            redeliver: None,
+        }
+    }
+
+    /// Keeps at most `cache_size` messages in index order, evicting the oldest.
+    fn cache_insert(&mut self, index: u64, line: Bytes, one: bool) {
+        if self.cache_size == 0 {
+            return;
+        }
+        let at = self.cache.partition_point(|c| c.index < index);
+        self.cache.insert(at, Cached { index, line, one });
+        if self.cache.len() > self.cache_size {
+            self.cache.pop_front();
+        }
+    }
+
+    fn send_one(&mut self, index: u64, line: Bytes, cache: bool) {
+        let Some(topic) = self.redeliver.clone() else {
+            return;
+        };
+        let handoff = Handoff::new(index, line, cache, topic);
+        let refused = self.subscribers.offer(handoff, |sub, handoff| {
+            sub.outbox
+                .push(Outgoing::Handoff(handoff))
+                .map_err(|back| match back {
+                    Outgoing::Handoff(h) => (h, Gone(true)),
+                    _ => unreachable!("the outbox gives back what it was given"),
+                })
+        });
+        if let Err(handoff) = refused {
+            let (index, line, cache) = handoff.into_parts();
+            if cache {
+                self.cache_insert(index, line, true);
+            }
+        }
+    }
+
+    fn replay(&mut self, outbox: &Outbox, from: u64, below: u64) {
+        let start = self.cache.partition_point(|c| c.index < from);
+        let mut i = start;
+        while i < self.cache.len() && self.cache[i].index < below {
+            let cached = &self.cache[i];
+            if outbox.push(Outgoing::Line(cached.line.clone())).is_err() {
+                return;
+            }
+            if cached.one {
+                self.cache.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+impl Actor for TopicActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.redeliver = Some(ctx.address().recipient());
+        tracing::debug!(topic = %self.name, "topic created");
+    }
+}
+
+impl Handler<Publish> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
+        let index = self.next_index;
+        self.next_index += 1;
+        let line = msg.template.line(index);
+        if msg.one {
+            self.send_one(index, line, msg.cache);
+            return;
+        }
+        // A subscriber that refuses a line is gone or over its budget (and
+        // being cut off): either way it receives nothing more.
+        self.subscribers
+            .retain(|sub| sub.outbox.push(Outgoing::Line(line.clone())).is_ok());
+        if msg.cache {
+            self.cache_insert(index, line, false);
+        }
+    }
+}
+
+impl Handler<Subscribe> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        msg.outbox.reply(Bytes::from_static(OK));
+        let existing = self.subscribers.position(|s| s.session == msg.session);
+        let covered_from = match existing {
+            Some(i) => self.subscribers.get_mut(i).map_or(0, |s| s.covered_from),
+            None => self.next_index,
+        };
+        let mut now_covered = covered_from;
+        if msg.replay {
+            let from = u64::try_from(msg.last_seen.saturating_add(1)).unwrap_or(0);
+            if from < covered_from {
+                self.replay(&msg.outbox, from, covered_from);
+                now_covered = from;
+            }
+        }
+        match existing.and_then(|i| self.subscribers.get_mut(i)) {
+            Some(sub) => sub.covered_from = now_covered,
+            None => self.subscribers.push(Subscriber {
+                session: msg.session,
+                outbox: msg.outbox,
+                covered_from: now_covered,
+            }),
+        }
+    }
+}
+
+impl Handler<Unsubscribe> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        self.subscribers.retain(|s| s.session != msg.session);
+    }
+}
+
+impl Handler<Redeliver> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Redeliver, _: &mut Self::Context) {
+        self.send_one(msg.index, msg.line, msg.cache);
+    }
+}
+
+impl Handler<SubscriberCount> for TopicActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: SubscriberCount, _: &mut Self::Context) -> usize {
+        self.subscribers.len()
+    }
+}

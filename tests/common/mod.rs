@@ -1,0 +1,181 @@
+//! Test helpers that make protocol tests read like the protocol: start the
+//! real `mq-actix` binary on an ephemeral port, then `send` lines and
+//! `expect` replies over real TCP.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// How long a test waits for a line it expects before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a test watches for a line it expects *not* to come.
+pub const QUIET: Duration = Duration::from_millis(200);
+
+/// The real broker binary, listening on `127.0.0.1:0`; killed when dropped.
+pub struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// `args` follow the port: e.g. `&["2"]` for a cache of 2, or flags.
+    pub fn start_with(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
+            .arg("0")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mq-actix");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("read the listening line");
+        let addr = first
+            .split_whitespace()
+            .find_map(|word| word.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        Server { child, addr }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One protocol client.
+pub struct Client {
+    reader: AsyncBufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (read, write) = stream.into_split();
+        Client {
+            reader: AsyncBufReader::new(read),
+            writer: write,
+        }
+    }
+
+    /// Sends `line` followed by `\n`.
+    pub async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes()).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write");
+    }
+
+    /// The next line from the server, which must end in `\r\n`.
+    pub async fn recv_line(&mut self) -> String {
+        let mut line = Vec::new();
+        let n = timeout(WAIT, self.reader.read_until(b'\n', &mut line))
+            .await
+            .expect("timed out waiting for a line")
+            .expect("read");
+        assert!(n > 0, "connection closed while a line was expected");
+        let line = String::from_utf8(line).expect("server sent UTF-8");
+        line.strip_suffix("\r\n")
+            .unwrap_or_else(|| panic!("line without \\r\\n: {line:?}"))
+            .to_owned()
+    }
+
+    pub async fn recv(&mut self) -> Value {
+        let line = self.recv_line().await;
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+
+    pub async fn expect(&mut self, want: Value) {
+        assert_eq!(self.recv().await, want);
+    }
+
+    pub async fn expect_ok(&mut self) {
+        self.expect(json!({"success": true})).await;
+    }
+
+    pub async fn expect_error(&mut self, reason: &str) {
+        self.expect(json!({"success": false, "reason": reason}))
+            .await;
+    }
+
+    /// Nothing arrives for a while.
+    pub async fn expect_nothing(&mut self) {
+        let mut byte = [0u8; 1];
+        if let Ok(read) = timeout(QUIET, self.reader.read(&mut byte)).await {
+            panic!("expected nothing, got {read:?} ({:?})", byte[0] as char);
+        }
+    }
+
+    /// The server closes the connection (after anything still buffered).
+    pub async fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        timeout(WAIT, self.reader.read_to_end(&mut rest))
+            .await
+            .expect("timed out waiting for the close")
+            .ok();
+        assert!(
+            rest.is_empty(),
+            "unexpected bytes before close: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+
+    pub async fn subscribe(&mut self, topic: &str) {
+        self.send(&json!({"command": "subscribe", "topic": topic}).to_string())
+            .await;
+        self.expect_ok().await;
+    }
+
+    /// Sends a message and waits for its acknowledgement (the sender must
+    /// not also subscribe to `topic`, or its own copy may come first).
+    pub async fn publish(&mut self, topic: &str, msg: &str, delivery: &str) {
+        self.send(&send_line(topic, msg, delivery)).await;
+        self.expect_ok().await;
+    }
+
+    /// The write half, for tests that half-close or vanish mid-line.
+    pub fn into_halves(self) -> (AsyncBufReader<OwnedReadHalf>, OwnedWriteHalf) {
+        (self.reader, self.writer)
+    }
+}
+
+pub fn send_line(topic: &str, msg: &str, delivery: &str) -> String {
+    json!({"command": "send", "topic": topic, "msg": msg, "delivery": delivery}).to_string()
+}
+
+/// The line a subscriber receives for a `send` without `cache`.
+pub fn delivered(topic: &str, msg: &str, delivery: &str, index: u64) -> Value {
+    json!({"command": "send", "topic": topic, "msg": msg, "delivery": delivery, "index": index})
+}
