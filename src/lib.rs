@@ -11,6 +11,7 @@
 //! - [`registry`]: `Registry`, which creates topics and hands out addresses.
 //! - [`topic`]: `TopicActor`, one per topic: counter, cache, subscribers.
 //! - [`subscribers`]: the round-robin list behind `delivery: "one"`.
+//! - [`shutdown`]: the two phases of a graceful stop.
 //! - [`config`], [`stats`]: settings and counters of a running broker.
 
 pub mod codec;
@@ -20,6 +21,7 @@ pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod stats;
 pub mod subscribers;
 pub mod topic;

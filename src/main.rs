@@ -1,9 +1,11 @@
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use actix::System;
 use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use mq_actix::config::{self, Config, Limits};
@@ -37,6 +39,10 @@ struct Cli {
     /// Worker threads running sessions and topics [default: number of cores].
     #[arg(long)]
     workers: Option<usize>,
+    /// Seconds that SIGINT/SIGTERM wait for clients to be sent what they are
+    /// owed before the broker exits anyway.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    shutdown_timeout: f64,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +88,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let deadline = Duration::try_from_secs_f64(cli.shutdown_timeout).unwrap_or(Duration::ZERO);
+    let shutdown = broker.shutdown(deadline);
+    system.block_on(async {
+        actix::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            if !shutdown.await {
+                tracing::warn!("shutdown deadline passed before every client was flushed");
+            }
+            System::current().stop();
+        })
+    });
     println!(
         "mq-actix listening on {local} (cache size {})",
         config.cache_size
@@ -94,5 +112,24 @@ fn main() -> ExitCode {
             eprintln!("mq-actix: {error}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
+async fn wait_for_signal() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }

@@ -16,6 +16,7 @@ use crate::config::{Config, Limits};
 use crate::protocol::ProtocolError;
 use crate::registry::Registry;
 use crate::session::SessionActor;
+use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
 /// Pending connections the kernel holds for us; large so that a burst of
@@ -58,6 +59,7 @@ pub struct Broker {
     registry: Addr<Registry>,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
+    shutdown: Shutdown,
 }
 
 impl Broker {
@@ -71,6 +73,7 @@ impl Broker {
             registry,
             limits: Arc::new(config.limits.clone()),
             stats: Arc::new(Stats::default()),
+            shutdown: Shutdown::default(),
         }
     }
 
@@ -82,6 +85,7 @@ impl Broker {
             registry: self.registry.clone(),
             limits: self.limits.clone(),
             stats: self.stats.clone(),
+            shutdown: self.shutdown.clone(),
         };
         actix::spawn(acceptor.run(listener));
         Ok(())
@@ -93,6 +97,17 @@ impl Broker {
 
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// Stops accepting, delivers everything acknowledged, closes every
+    /// connection. Resolves to false if `deadline` passed first.
+    pub fn shutdown(&self, deadline: Duration) -> impl std::future::Future<Output = bool> {
+        let (shutdown, registry, stats) = (
+            self.shutdown.clone(),
+            self.registry.clone(),
+            self.stats.clone(),
+        );
+        async move { shutdown.run(&registry, &stats, deadline).await }
     }
 
     /// Waits for the worker threads to finish after the System stopped.
@@ -109,14 +124,20 @@ struct Acceptor {
     registry: Addr<Registry>,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
+    shutdown: Shutdown,
 }
 
 impl Acceptor {
     async fn run(self, listener: TcpListener) {
         let mut next_worker = 0usize;
         let mut backoff = Duration::ZERO;
+        let mut draining = std::pin::pin!(self.shutdown.draining());
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                () = &mut draining => return,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
                 Ok(accepted) => {
                     backoff = Duration::ZERO;
                     accepted
@@ -150,10 +171,11 @@ impl Acceptor {
             let registry = self.registry.clone();
             let limits = self.limits.clone();
             let stats = self.stats.clone();
+            let shutdown = self.shutdown.clone();
             worker.spawn(async move {
                 match TcpStream::from_std(stream) {
                     Ok(stream) => {
-                        SessionActor::start(stream, peer, registry, &limits, stats);
+                        SessionActor::start(stream, peer, registry, &limits, stats, shutdown);
                     }
                     Err(error) => {
                         tracing::warn!(%peer, %error, "could not register a connection");

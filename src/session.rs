@@ -30,6 +30,7 @@ use crate::config::Limits;
 use crate::outbox::{Outbox, Writer, WriterError};
 use crate::protocol::{self, Command, Delivery, DeliveryTemplate, Line, ProtocolError, OK};
 use crate::registry::{Lookup, Registry};
+use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::topic::{self, Publish, TopicActor};
 
@@ -65,6 +66,9 @@ pub struct SessionActor {
     writer: Option<(Writer, OwnedWriteHalf)>,
     topics: HashMap<Box<str>, Link>,
     stats: Arc<Stats>,
+    shutdown: Shutdown,
+    /// The read side; cancelled when the broker drains for shutdown.
+    reading: Option<SpawnHandle>,
     closing: bool,
 }
 
@@ -76,12 +80,13 @@ impl SessionActor {
         registry: Addr<Registry>,
         limits: &Limits,
         stats: Arc<Stats>,
+        shutdown: Shutdown,
     ) -> Addr<SessionActor> {
         let (read, write) = stream.into_split();
         let (outbox, writer) = Outbox::new(limits.max_pending);
         let max_line = limits.max_line;
         SessionActor::create(move |ctx| {
-            ctx.add_stream(FramedRead::with_capacity(
+            let reading = ctx.add_stream(FramedRead::with_capacity(
                 read,
                 LineCodec::new(max_line),
                 READ_BUFFER,
@@ -94,6 +99,8 @@ impl SessionActor {
                 writer: Some((writer, write)),
                 topics: HashMap::new(),
                 stats,
+                shutdown,
+                reading: Some(reading),
                 closing: false,
             }
         })
@@ -220,12 +227,28 @@ impl Actor for SessionActor {
             return;
         };
         let session = ctx.address().downgrade();
+        let stats = self.stats.clone();
+        stats.writer_started();
         actix::spawn(async move {
             let result = writer.run(sink).await;
+            stats.writer_stopped();
             if let (Err(error), Some(session)) = (result, session.upgrade()) {
                 session.do_send(WriterStopped(error));
             }
         });
+        let closing = self.shutdown.closing();
+        ctx.spawn(
+            self.shutdown
+                .draining()
+                .into_actor(self)
+                .then(|(), session, ctx| {
+                    if let Some(reading) = session.reading.take() {
+                        ctx.cancel_future(reading);
+                    }
+                    closing.into_actor(session)
+                })
+                .map(|(), _, ctx| ctx.stop()),
+        );
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

@@ -8,6 +8,7 @@ pub struct Stats {
     live_sessions: AtomicUsize,
     total_sessions: AtomicU64,
     slow_consumers: AtomicU64,
+    open_writers: AtomicUsize,
 }
 
 impl Stats {
@@ -27,6 +28,14 @@ impl Stats {
         self.live_sessions.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub fn writer_started(&self) {
+        self.open_writers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn writer_stopped(&self) {
+        self.open_writers.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub fn slow_consumer(&self) {
         self.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
@@ -39,6 +48,12 @@ impl Stats {
     /// Connections accepted since start.
     pub fn total_sessions(&self) -> u64 {
         self.total_sessions.load(Ordering::Relaxed)
+    }
+
+    /// Sockets still being written to: a connection is fully closed once its
+    /// session has stopped and its writer has flushed.
+    pub fn open_writers(&self) -> usize {
+        self.open_writers.load(Ordering::Relaxed)
     }
 
     /// Connections cut off for owing more than their budget.

@@ -49,6 +49,12 @@ pub struct Unsubscribe {
     pub session: SessionId,
 }
 
+/// Handled after everything queued before it: answering it means the topic
+/// has carried out every earlier command (used by graceful shutdown).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
 /// How many connections subscribe to the topic; for tests and diagnostics.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
@@ -218,6 +224,12 @@ impl Handler<Redeliver> for TopicActor {
     fn handle(&mut self, msg: Redeliver, _: &mut Self::Context) {
         self.send_one(msg.index, msg.line, msg.cache);
     }
+}
+
+impl Handler<Flush> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
 }
 
 impl Handler<SubscriberCount> for TopicActor {
