@@ -98,7 +98,7 @@ fn main() -> ExitCode {
                 tracing::warn!("shutdown deadline passed before every client was flushed");
             }
             System::current().stop();
-        })
+        });
     });
     println!(
         "mq-actix listening on {local} (cache size {})",
