@@ -1,0 +1,195 @@
+//! The command line: every knob of a run, with its default in `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Floods a server that speaks the mq protocol and checks everything that
+/// comes back.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about,
+    long_about = "Floods a server that speaks the mq protocol (PROTOCOL.md) and checks everything \
+that comes back: each receiver must get every message it is owed exactly once, in increasing \
+index order, and nothing else.\n\n\
+Example: loadgen --clients 1000 --topic foo",
+    after_help = "Exit status: 0 when every check passed, 1 on any correctness violation, \
+connection failure or error, 2 on a usage error."
+)]
+pub struct Args {
+    /// Which load to run
+    #[arg(value_enum, default_value_t = Scenario::Fanout)]
+    pub scenario: Scenario,
+
+    /// Server to test, as HOST:PORT
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub addr: String,
+
+    /// Receiving connections: subscribers (fanout, replay), clients (pairs),
+    /// workers (queue), idle connections (conns)
+    #[arg(long, short, default_value_t = 10)]
+    pub clients: usize,
+
+    /// Publishing connections (fanout, queue)
+    #[arg(long, short, default_value_t = 1)]
+    pub publishers: usize,
+
+    /// Topic name; for pairs, the prefix of each client's topic
+    /// [default: a fresh random name]
+    #[arg(long, short)]
+    pub topic: Option<String>,
+
+    /// Most unacknowledged sends per publisher
+    #[arg(long, short, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: u32,
+
+    /// Open loop: messages per second in total, spread evenly over the
+    /// publishers; latency counts from each message's scheduled time
+    /// [default: closed loop, as fast as the window allows]
+    #[arg(long, short, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// How long to publish: 10, 10s, 1m30s; the run gives up 30s after it
+    /// [default: 10s, or no time limit when --messages is given]
+    #[arg(long, short, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Messages to publish in total, spread over the publishers; for replay,
+    /// the messages published before the subscribers come
+    /// [default: no count limit; for replay, --cache-size]
+    #[arg(long, short)]
+    pub messages: Option<u64>,
+
+    /// Length of each message's text in bytes (at least its ~45-byte header)
+    #[arg(long, short, default_value_t = 64)]
+    pub size: usize,
+
+    /// conns: how long to hold the connections open
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub hold: Duration,
+
+    /// conns: the server's process id, to report its memory per connection
+    /// [default: none, memory not reported]
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// replay: the server's CACHE_SIZE, which decides the suffix each
+    /// subscriber is owed
+    #[arg(long, default_value_t = 100)]
+    pub cache_size: u64,
+
+    /// Give up on the server after this long without progress
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+
+    /// Append the results to this file as one JSON object per line
+    /// [default: none, table only]
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Print no progress line
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The loads loadgen can put on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// --clients subscribers on one topic, --publishers sending to all of them
+    Fanout,
+    /// --clients clients, each subscribed to its own topic and sending to its
+    /// neighbours' topics
+    Pairs,
+    /// --clients workers on one topic, --publishers sending `delivery: one`;
+    /// shows how evenly round-robin shares the work
+    Queue,
+    /// publishes --messages, then --clients subscribers ask for the cache
+    /// with `last_seen`, each owed an exact suffix
+    Replay,
+    /// opens --clients idle subscribed connections, holds them, checks that
+    /// they all still answer
+    Conns,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Fanout => "fanout",
+            Scenario::Pairs => "pairs",
+            Scenario::Queue => "queue",
+            Scenario::Replay => "replay",
+            Scenario::Conns => "conns",
+        }
+    }
+}
+
+impl Args {
+    /// How long to publish: `--duration`, else 10 s unless a message count
+    /// bounds the run instead.
+    pub fn publish_for(&self) -> Option<Duration> {
+        const DEFAULT: Duration = Duration::from_secs(10);
+        match (self.duration, self.messages) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT),
+        }
+    }
+}
+
+/// Reads a duration as plain seconds (`5`, `0.5`) or with units (`5s`,
+/// `1m30s`, `250ms`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        Ok(_) => Err(format!("{text:?} is not a duration")),
+        Err(_) => humantime::parse_duration(text.trim()).map_err(|e| e.to_string()),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of messages per second"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_take_plain_seconds_or_units() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_bare_form_is_fanout() {
+        let args =
+            Args::try_parse_from(["loadgen", "--clients", "1000", "--topic", "foo"]).unwrap();
+        assert_eq!(args.scenario, Scenario::Fanout);
+        assert_eq!((args.clients, args.topic.as_deref()), (1000, Some("foo")));
+        assert_eq!(args.publish_for(), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_message_count_lifts_the_default_duration() {
+        let args = Args::try_parse_from(["loadgen", "queue", "--messages", "10"]).unwrap();
+        assert_eq!((args.scenario, args.publish_for()), (Scenario::Queue, None));
+    }
+}

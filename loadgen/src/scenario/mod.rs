@@ -1,0 +1,430 @@
+//! The loads loadgen puts on a server, and what they share: opening many
+//! connections, driving the measured phase to a bounded end, and turning what
+//! the peers saw into a report.
+
+mod conns;
+mod fanout;
+mod pairs;
+mod queue;
+mod replay;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::check::Violations;
+use crate::cli::{Args, Scenario};
+use crate::client::{Conn, Delivery, Subscription, Topic};
+use crate::limits::explain_connect_error;
+use crate::peer::{self, Outcome, Peer, Phase};
+use crate::progress::Progress;
+use crate::publish::{Pace, SendPlan};
+use crate::report::{self, Latency, Params, Report};
+use crate::stats::{Clock, Live};
+
+/// Connections being opened at once: enough to open thousands in seconds,
+/// few enough not to overflow the server's accept backlog.
+const CONNECTING_AT_ONCE: usize = 100;
+
+/// How often the driver looks at the counters.
+const TICK: Duration = Duration::from_millis(20);
+
+/// How long receivers keep listening after everything owed has arrived, to
+/// catch duplicates and strays that come after the last owed message.
+const LINGER: Duration = Duration::from_millis(200);
+
+/// How long after the end of publishing a run is abandoned whatever its
+/// progress, so a server that trickles cannot keep loadgen forever.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Errors kept word for word in a report.
+const ERRORS_KEPT: usize = 5;
+
+/// What every scenario needs.
+#[derive(Debug)]
+pub struct Ctx {
+    pub args: Args,
+    pub addr: SocketAddr,
+    /// Random tag of this run, carried in every message.
+    pub run: u32,
+    /// `--topic`, or a fresh name.
+    pub topic: String,
+    pub clock: Clock,
+    pub progress: Progress,
+}
+
+/// Runs the scenario the arguments ask for, clearing the progress line at
+/// the end.
+pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
+    let addr = tokio::net::lookup_host(&args.addr)
+        .await
+        .with_context(|| format!("cannot resolve --addr {}", args.addr))?
+        .next()
+        .ok_or_else(|| anyhow!("--addr {} resolves to no address", args.addr))?;
+    let run = random_tag();
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| format!("loadgen-{run:08x}"));
+    let ctx = Ctx {
+        args,
+        addr,
+        run,
+        topic,
+        clock: Clock::start(),
+        progress,
+    };
+    let report = match ctx.args.scenario {
+        Scenario::Fanout => fanout::run(&ctx).await,
+        Scenario::Pairs => pairs::run(&ctx).await,
+        Scenario::Queue => queue::run(&ctx).await,
+        Scenario::Replay => replay::run(&ctx).await,
+        Scenario::Conns => conns::run(&ctx).await,
+    };
+    ctx.progress.finish();
+    report
+}
+
+/// A tag that differs between runs, without a random-number crate.
+fn random_tag() -> u32 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(since) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+        hasher.write_u128(since.as_nanos());
+    }
+    hasher.finish() as u32
+}
+
+/// Connections opened by [`connect_all`].
+pub struct Connected {
+    pub conns: Vec<Conn>,
+    /// How long each took to connect and subscribe, in nanoseconds.
+    pub setup_ns: Vec<u64>,
+    /// How long opening all of them took.
+    pub elapsed: Duration,
+}
+
+/// Opens `n` connections, [`CONNECTING_AT_ONCE`] at a time, subscribing
+/// connection `i` to `subscription(i)` when there is one. Any failure fails
+/// the whole run at once: results with connections missing would mislead.
+pub async fn connect_all(
+    ctx: &Ctx,
+    what: &str,
+    n: usize,
+    subscription: impl Fn(usize) -> Option<Subscription>,
+) -> anyhow::Result<Connected> {
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let gate = gate.clone();
+        let (addr, wait) = (ctx.addr, ctx.args.timeout);
+        let sub = subscription(i);
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let begun = Instant::now();
+            let mut conn = match tokio::time::timeout(wait, Conn::connect(addr)).await {
+                Err(_) => return Err(anyhow!("connecting to {addr} timed out")),
+                Ok(Err(e)) => {
+                    return Err(anyhow!(
+                        "cannot connect to {addr}: {}",
+                        explain_connect_error(&e)
+                    ))
+                }
+                Ok(Ok(conn)) => conn,
+            };
+            if let Some(sub) = sub {
+                let early = conn
+                    .subscribe(&sub, wait)
+                    .await
+                    .with_context(|| format!("subscribing to {:?}", sub.topic.name))?;
+                if early > 0 {
+                    return Err(anyhow!(
+                        "{early} deliveries arrived before the reply to subscribe"
+                    ));
+                }
+            }
+            let took = u64::try_from(begun.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            Ok((i, conn, took))
+        });
+    }
+    let mut slots: Vec<Option<(Conn, u64)>> = (0..n).map(|_| None).collect();
+    let mut done = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (i, conn, took) = joined
+            .context("a connecting task failed")?
+            .with_context(|| format!("opening {what} connection {} of {n}", done + 1))?;
+        slots[i] = Some((conn, took));
+        done += 1;
+        if done % 100 == 0 || done == n {
+            ctx.progress
+                .phase(format!("connecting {what}s: {done}/{n}"));
+        }
+    }
+    let (conns, setup_ns) = slots.into_iter().flatten().unzip();
+    Ok(Connected {
+        conns,
+        setup_ns,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// A publisher's plan from the command line: its share of `--messages` and
+/// `--rate`, to `targets` in turn. The deadline is set when the phase starts.
+pub fn plan(
+    ctx: &Ctx,
+    publisher: usize,
+    publishers: usize,
+    targets: Vec<Topic>,
+    delivery: Delivery,
+) -> SendPlan {
+    let args = &ctx.args;
+    let p = publishers as u64;
+    SendPlan {
+        publisher: publisher as u32,
+        run: ctx.run,
+        targets: targets.into(),
+        delivery,
+        quota: args
+            .messages
+            .map(|m| m / p + u64::from((publisher as u64) < m % p)),
+        until: None,
+        pace: match args.rate {
+            Some(total) => Pace::Open {
+                per_second: total / publishers as f64,
+            },
+            None => Pace::Closed,
+        },
+        size: args.size,
+    }
+}
+
+/// A live-only subscription to `topic`.
+pub fn live_only(topic: &Topic) -> Subscription {
+    Subscription {
+        topic: topic.clone(),
+        last_seen: None,
+        replay: false,
+    }
+}
+
+/// What a measured phase produced.
+pub struct Driven {
+    pub outcomes: Vec<Outcome>,
+    /// Final messages sent per publisher.
+    pub sent: Vec<u64>,
+    /// Deliveries owed to all receivers together.
+    pub owed: u64,
+    /// When the phase started, on the run's clock.
+    pub start_ns: u64,
+    pub elapsed: Duration,
+    /// Why the phase was cut short, when it was.
+    pub cut_short: Vec<String>,
+}
+
+/// Runs the measured phase: starts every peer, lets the publishers publish
+/// until their deadline or quota, waits for every owed delivery (`owed`
+/// computes them from the final send counts), and stops everyone. Every wait
+/// is bounded: by `--timeout` without progress, and by [`GRACE`] after the
+/// end of publishing.
+pub async fn drive(
+    ctx: &Ctx,
+    live: &Arc<Live>,
+    label: &str,
+    mut peers: Vec<Peer>,
+    owed: impl Fn(&[u64]) -> u64,
+) -> Driven {
+    let args = &ctx.args;
+    let start = Instant::now();
+    let until = args.publish_for().map(|d| start + d);
+    let hard_deadline = until.map(|u| u + GRACE);
+    let publishers = peers.iter().filter(|p| p.send.is_some()).count();
+    for plan in peers.iter_mut().filter_map(|p| p.send.as_mut()) {
+        plan.until = until;
+    }
+    let (phase, watching) = watch::channel(Phase::Run);
+    let handles: Vec<_> = peers
+        .into_iter()
+        .map(|p| tokio::spawn(peer::run(p, live.clone(), watching.clone(), args.timeout)))
+        .collect();
+    let mut cut_short = Vec::new();
+    let past_deadline = || hard_deadline.is_some_and(|d| Instant::now() >= d);
+
+    let mut watch = Progressing::new(live.acked.load(Ordering::Relaxed));
+    while live.publishers_done.load(Ordering::Acquire) < publishers {
+        tokio::time::sleep(TICK).await;
+        ctx.progress.rates(label, live);
+        let acked = live.acked.load(Ordering::Relaxed);
+        let outstanding = live.sent.load(Ordering::Relaxed) > acked;
+        if watch.stalled(acked, outstanding, args.timeout) {
+            cut_short.push(format!(
+                "no reply from the server for {} with sends outstanding",
+                humantime::format_duration(args.timeout)
+            ));
+            break;
+        }
+        if past_deadline() {
+            cut_short.push("the hard deadline passed while publishing".into());
+            break;
+        }
+    }
+    phase.send_replace(Phase::StopSending);
+    let stop_waiting = Instant::now() + args.timeout;
+    while live.writers_stopped.load(Ordering::Acquire) < publishers && Instant::now() < stop_waiting
+    {
+        tokio::time::sleep(TICK).await;
+    }
+    let sent = live.sent_counts();
+    let owed = owed(&sent);
+
+    ctx.progress
+        .phase(format!("{label}: waiting for the last deliveries"));
+    let mut watch = Progressing::new(live.fresh.load(Ordering::Relaxed));
+    loop {
+        let fresh = live.fresh.load(Ordering::Relaxed);
+        if fresh >= owed {
+            break;
+        }
+        if watch.stalled(fresh, true, args.timeout) {
+            cut_short.push(format!(
+                "{} owed deliveries had not arrived after {} without progress",
+                owed - fresh,
+                humantime::format_duration(args.timeout)
+            ));
+            break;
+        }
+        if past_deadline() {
+            cut_short.push("the hard deadline passed while waiting for deliveries".into());
+            break;
+        }
+        tokio::time::sleep(TICK).await;
+        ctx.progress.rates(label, live);
+    }
+    tokio::time::sleep(LINGER).await;
+    phase.send_replace(Phase::Stop);
+
+    let stop_by = Instant::now() + args.timeout;
+    let mut outcomes = Vec::with_capacity(handles.len());
+    for handle in handles {
+        let abort = handle.abort_handle();
+        match tokio::time::timeout_at(stop_by, handle).await {
+            Ok(Ok(outcome)) => outcomes.push(outcome),
+            Ok(Err(e)) => cut_short.push(format!("a connection task failed: {e}")),
+            Err(_) => {
+                abort.abort();
+                cut_short.push("a connection task did not stop in time".into());
+            }
+        }
+    }
+    Driven {
+        outcomes,
+        sent,
+        owed,
+        start_ns: ctx.clock.ns_at(start),
+        elapsed: start.elapsed(),
+        cut_short,
+    }
+}
+
+/// Tells when a counter has not moved for too long.
+struct Progressing {
+    value: u64,
+    since: Instant,
+}
+
+impl Progressing {
+    fn new(value: u64) -> Progressing {
+        Progressing {
+            value,
+            since: Instant::now(),
+        }
+    }
+
+    /// Whether `value` has stood still for `limit` while `waiting` for it.
+    fn stalled(&mut self, value: u64, waiting: bool, limit: Duration) -> bool {
+        if value != self.value || !waiting {
+            self.value = value;
+            self.since = Instant::now();
+        }
+        self.since.elapsed() >= limit
+    }
+}
+
+/// A report with the run's identity and nothing measured yet.
+pub fn blank_report(ctx: &Ctx, params: Params) -> Report {
+    Report {
+        scenario: ctx.args.scenario.name(),
+        timestamp: report::timestamp(),
+        git_revision: report::git_revision(),
+        server: ctx.addr.to_string(),
+        proto: "mq",
+        params,
+        elapsed_s: 0.0,
+        published: 0,
+        acked: 0,
+        deliveries: 0,
+        owed: 0,
+        publish_rate: 0.0,
+        delivery_rate: 0.0,
+        latency: None,
+        violations: 0,
+        correctness: Violations::default(),
+        connection_errors: 0,
+        errors: Vec::new(),
+        queue: None,
+        replay: None,
+        conns: None,
+    }
+}
+
+/// Turns a measured phase into a report: finishes every receiver's checks
+/// against the final send counts, adds up the figures and the violations.
+pub fn summarize(ctx: &Ctx, live: &Live, driven: Driven, params: Params) -> anyhow::Result<Report> {
+    let mut report = blank_report(ctx, params);
+    let mut correctness = Violations::default();
+    for outcome in driven.outcomes {
+        report.published += outcome.sent;
+        report.acked += outcome.acked;
+        correctness.merge(outcome.violations);
+        if let Some(recv) = outcome.recv {
+            correctness.merge(recv.finish(&driven.sent));
+        }
+        if let Some(error) = outcome.error {
+            report.connection_errors += 1;
+            if report.errors.len() < ERRORS_KEPT {
+                report
+                    .errors
+                    .push(format!("connection {}: {error}", outcome.id));
+            }
+        }
+    }
+    report.errors.extend(driven.cut_short);
+    report.violations = correctness.total();
+    report.correctness = correctness;
+    report.deliveries = live.fresh.load(Ordering::Relaxed);
+    report.owed = driven.owed;
+    report.elapsed_s = driven.elapsed.as_secs_f64();
+    let per_second = |n: u64, until_ns: u64| {
+        let secs = until_ns.saturating_sub(driven.start_ns) as f64 / 1e9;
+        if secs > 0.0 {
+            n as f64 / secs
+        } else {
+            0.0
+        }
+    };
+    report.publish_rate = per_second(report.acked, live.last_ack_ns.load(Ordering::Relaxed));
+    report.delivery_rate = per_second(
+        report.deliveries,
+        live.last_delivery_ns.load(Ordering::Relaxed),
+    );
+    report.latency = Latency::of("end_to_end", &live.latencies.merged()?);
+    Ok(report)
+}

@@ -1,0 +1,67 @@
+//! `queue`: workers sharing one topic, publishers sending `delivery: one`.
+//! Every message must reach exactly one worker; how evenly they are shared
+//! shows the fairness of the round-robin.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::ensure;
+
+use super::{connect_all, drive, live_only, plan, summarize, Ctx};
+use crate::check::{Expect, Ledger, Receiver};
+use crate::client::{Delivery, Topic};
+use crate::peer::Peer;
+use crate::report::{Params, QueueFigures, Report};
+use crate::stats::Live;
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
+    let args = &ctx.args;
+    let (workers, publishers) = (args.clients, args.publishers);
+    ensure!(workers > 0, "queue needs at least one worker");
+    ensure!(publishers > 0, "queue needs at least one publisher");
+    let topic = Topic::new(ctx.topic.clone())?;
+    let receiving = connect_all(ctx, "worker", workers, |_| Some(live_only(&topic))).await?;
+    let sending = connect_all(ctx, "publisher", publishers, |_| None).await?;
+
+    let ledger = Arc::new(Mutex::new(Ledger::new(publishers)));
+    let window = args.window as usize;
+    let receivers = receiving.conns.into_iter().enumerate().map(|(i, conn)| {
+        let expect = Expect::Share {
+            ledger: ledger.clone(),
+            last_seq: HashMap::new(),
+        };
+        Peer::receiver(i, conn, Receiver::new(topic.name.clone(), ctx.run, expect))
+    });
+    let senders = sending.conns.into_iter().enumerate().map(|(p, conn)| {
+        let plan = plan(ctx, p, publishers, vec![topic.clone()], Delivery::One);
+        Peer::publisher(workers + p, conn, window, plan)
+    });
+    let peers = receivers.chain(senders).collect();
+
+    let live = Arc::new(Live::new(ctx.clock, publishers)?);
+    let owed = |sent: &[u64]| sent.iter().sum::<u64>();
+    let driven = drive(ctx, &live, "queue", peers, owed).await;
+
+    let per_worker: Vec<u64> = driven
+        .outcomes
+        .iter()
+        .filter_map(|o| o.recv.as_ref().map(|r| r.fresh))
+        .collect();
+    let sent = driven.sent.clone();
+    let mut report = summarize(ctx, &live, driven, Params::new(args, &topic.name))?;
+    let overall = ledger
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .tally(&sent);
+    report.violations += overall.total();
+    report.correctness.merge(overall);
+
+    let even = per_worker.iter().sum::<u64>() as f64 / per_worker.len().max(1) as f64;
+    let share = |n: u64| if even > 0.0 { n as f64 / even } else { 0.0 };
+    report.queue = Some(QueueFigures {
+        min_share: share(per_worker.iter().copied().min().unwrap_or(0)),
+        max_share: share(per_worker.iter().copied().max().unwrap_or(0)),
+        per_worker,
+    });
+    Ok(report)
+}

@@ -1,0 +1,139 @@
+//! Figures shared by every task of a run: one clock, live counters that the
+//! progress line reads, and the latency histograms.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+/// Longest latency the histograms resolve; anything longer is recorded as
+/// this, and a run that long has already failed its stall checks.
+const LATENCY_CEILING: Duration = Duration::from_secs(3600);
+
+/// Significant decimal digits kept per latency: 0.1% resolution.
+const LATENCY_DIGITS: u8 = 3;
+
+/// The run's shared epoch: message stamps are nanoseconds since it, so a
+/// receiver can time a message sent by any other task of the process.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock {
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.ns_at(Instant::now())
+    }
+
+    /// Nanoseconds from the epoch to `at`.
+    pub fn ns_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Counters every task bumps as it goes; relaxed atomics, since they are
+/// only summed and read for display or once the tasks have finished.
+#[derive(Debug)]
+pub struct Live {
+    pub clock: Clock,
+    /// Messages written to a socket.
+    pub sent: AtomicU64,
+    /// Replies received to those messages.
+    pub acked: AtomicU64,
+    /// Owed deliveries received for the first time, at all receivers.
+    pub fresh: AtomicU64,
+    /// Violations seen so far, for the progress line only.
+    pub violations: AtomicU64,
+    /// When the last reply to a message and the last owed delivery arrived.
+    pub last_ack_ns: AtomicU64,
+    pub last_delivery_ns: AtomicU64,
+    /// Publishers that have stopped sending for good.
+    pub writers_stopped: AtomicUsize,
+    /// Publishers that have stopped sending and have every reply they will
+    /// get.
+    pub publishers_done: AtomicUsize,
+    /// Final number of messages each publisher sent, set when it stops.
+    pub sent_by_publisher: Vec<AtomicU64>,
+    pub latencies: Latencies,
+}
+
+impl Live {
+    /// Counters for a run with `publishers` publishers.
+    pub fn new(clock: Clock, publishers: usize) -> anyhow::Result<Live> {
+        Ok(Live {
+            clock,
+            sent: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            fresh: AtomicU64::new(0),
+            violations: AtomicU64::new(0),
+            last_ack_ns: AtomicU64::new(0),
+            last_delivery_ns: AtomicU64::new(0),
+            writers_stopped: AtomicUsize::new(0),
+            publishers_done: AtomicUsize::new(0),
+            sent_by_publisher: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            latencies: Latencies::new()?,
+        })
+    }
+
+    /// The final per-publisher send counts.
+    pub fn sent_counts(&self) -> Vec<u64> {
+        self.sent_by_publisher
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// Latency histograms in nanoseconds, sharded so that receivers on
+/// different threads rarely wait on one lock.
+#[derive(Debug)]
+pub struct Latencies {
+    shards: Vec<Mutex<Histogram<u64>>>,
+}
+
+impl Latencies {
+    fn new() -> anyhow::Result<Latencies> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (0..threads * 4)
+            .map(|_| Ok(Mutex::new(empty_histogram()?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Latencies { shards })
+    }
+
+    /// Records a batch of samples into the shard picked by `key`.
+    pub fn record(&self, key: usize, samples: &[u64]) {
+        if samples.is_empty() {
+            return;
+        }
+        let mut shard = self.shards[key % self.shards.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for &ns in samples {
+            shard.saturating_record(ns);
+        }
+    }
+
+    /// All shards added together.
+    pub fn merged(&self) -> anyhow::Result<Histogram<u64>> {
+        let mut all = empty_histogram()?;
+        for shard in &self.shards {
+            all.add(&*shard.lock().unwrap_or_else(PoisonError::into_inner))?;
+        }
+        Ok(all)
+    }
+}
+
+/// A histogram covering 1 ns to [`LATENCY_CEILING`].
+pub fn empty_histogram() -> anyhow::Result<Histogram<u64>> {
+    let ceiling = u64::try_from(LATENCY_CEILING.as_nanos())?;
+    Ok(Histogram::new_with_bounds(1, ceiling, LATENCY_DIGITS)?)
+}
