@@ -14,7 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{Config, Limits};
 use crate::protocol::ProtocolError;
-use crate::registry::Registry;
+use crate::registry::{ListTopics, Registry};
+use crate::topic::SubscriberCount;
 use crate::session::SessionActor;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
@@ -256,6 +257,21 @@ impl BackgroundServer {
 
     pub fn registry(&self) -> &Addr<Registry> {
         &self.registry
+    }
+
+    /// Every topic with its number of subscribers, asked of the topics
+    /// themselves (callable from any async runtime).
+    pub async fn topic_subscribers(&self) -> Vec<(Arc<str>, usize)> {
+        let Ok(topics) = self.registry.send(ListTopics).await else {
+            return Vec::new();
+        };
+        let mut counts = Vec::with_capacity(topics.len());
+        for (name, topic) in topics {
+            if let Ok(count) = topic.send(SubscriberCount).await {
+                counts.push((name, count));
+            }
+        }
+        counts
     }
 }
 
