@@ -15,10 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::config::{Config, Limits};
 use crate::protocol::ProtocolError;
 use crate::registry::{ListTopics, Registry};
-use crate::topic::SubscriberCount;
 use crate::session::SessionActor;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::topic::SubscriberCount;
 
 /// Pending connections the kernel holds for us; large so that a burst of
 /// thousands of clients connecting at once is not refused.

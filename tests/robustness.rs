@@ -68,7 +68,10 @@ async fn a_stalled_subscriber_is_cut_off_and_the_rest_get_everything() {
     });
 
     read_all_in_order(&mut healthy, "flood", &msg, MESSAGES).await;
-    timeout(WAIT, publisher).await.expect("publisher done").expect("publisher ok");
+    timeout(WAIT, publisher)
+        .await
+        .expect("publisher done")
+        .expect("publisher ok");
 
     // The stalled client finds what the kernel buffered, then the close.
     let (mut stalled_reader, _writer) = stalled.into_halves();
@@ -111,7 +114,9 @@ async fn connections_over_the_limit_are_refused_with_a_reason() {
     let mut again = None;
     for _ in 0..200 {
         let mut client = server.client().await;
-        client.send(r#"{"command": "subscribe", "topic": "a"}"#).await;
+        client
+            .send(r#"{"command": "subscribe", "topic": "a"}"#)
+            .await;
         if client.recv().await == serde_json::json!({"success": true}) {
             again = Some(client);
             break;
@@ -137,12 +142,18 @@ async fn ten_thousand_connections_come_and_go_without_leaking() {
                 let mut stream = TcpStream::connect(addr).await.expect("connect");
                 let topic = format!("churn{}", i % 7);
                 let subscribe = format!("{{\"command\": \"subscribe\", \"topic\": \"{topic}\"}}\n");
-                stream.write_all(subscribe.as_bytes()).await.expect("subscribe");
+                stream
+                    .write_all(subscribe.as_bytes())
+                    .await
+                    .expect("subscribe");
                 let mut reply = [0u8; 19];
                 stream.read_exact(&mut reply).await.expect("reply");
                 match (batch + i) % 5 {
                     // Vanishes mid-line.
-                    0 => stream.write_all(b"{\"command\": \"se").await.expect("write"),
+                    0 => stream
+                        .write_all(b"{\"command\": \"se")
+                        .await
+                        .expect("write"),
                     // Resets the connection.
                     1 => socket2::SockRef::from(&stream)
                         .set_linger(Some(Duration::ZERO))
@@ -167,7 +178,12 @@ async fn ten_thousand_connections_come_and_go_without_leaking() {
 
     let mut settled = false;
     for _ in 0..500 {
-        let subscribers: usize = server.topic_subscribers().await.iter().map(|(_, n)| n).sum();
+        let subscribers: usize = server
+            .topic_subscribers()
+            .await
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
         if server.stats().live_sessions() == 0
             && server.stats().open_writers() == 0
             && subscribers == 0
@@ -215,16 +231,14 @@ async fn out_of_file_descriptors_the_listener_waits_and_recovers() {
 
     let mut served = false;
     for _ in 0..100 {
-        if let Ok(Ok(mut client)) =
-            timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
+        if let Ok(Ok(mut client)) = timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
         {
             let _ = client
                 .write_all(b"{\"command\": \"subscribe\", \"topic\": \"t\"}\n")
                 .await;
             let mut reply = String::new();
             let mut reader = BufReader::new(client);
-            if let Ok(Ok(n)) = timeout(Duration::from_secs(2), reader.read_line(&mut reply)).await
-            {
+            if let Ok(Ok(n)) = timeout(Duration::from_secs(2), reader.read_line(&mut reply)).await {
                 if n > 0 && reply == "{\"success\": true}\r\n" {
                     served = true;
                     break;
@@ -235,7 +249,10 @@ async fn out_of_file_descriptors_the_listener_waits_and_recovers() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(served, "the listener did not recover after running out of files");
+    assert!(
+        served,
+        "the listener did not recover after running out of files"
+    );
 }
 
 #[tokio::test]
