@@ -169,6 +169,91 @@ impl Client {
     pub fn into_halves(self) -> (AsyncBufReader<OwnedReadHalf>, OwnedWriteHalf) {
         (self.reader, self.writer)
     }
+
+    /// The next `want.len()` lines are exactly `want`, in any order (for a
+    /// sender that also subscribes: its reply and its own copy may swap).
+    pub async fn expect_unordered(&mut self, want: Vec<Value>) {
+        let mut got = Vec::with_capacity(want.len());
+        for _ in 0..want.len() {
+            got.push(self.recv().await);
+        }
+        let mut missing = want.clone();
+        for line in &got {
+            match missing.iter().position(|w| w == line) {
+                Some(i) => {
+                    missing.remove(i);
+                }
+                None => panic!("unexpected {line} (wanted {want:?}, got {got:?})"),
+            }
+        }
+    }
+
+    /// Half-closes the connection: the server sees end of input, while this
+    /// client can still read what the server sends before it closes.
+    pub async fn close_write(&mut self) {
+        self.writer.shutdown().await.expect("shutdown");
+    }
+
+    /// Every line until the server closes the connection.
+    pub async fn recv_until_closed(&mut self) -> Vec<Value> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = timeout(WAIT, self.reader.read_until(b'\n', &mut line))
+                .await
+                .expect("timed out waiting for the close")
+                .expect("read");
+            if n == 0 {
+                return lines;
+            }
+            let line = String::from_utf8(line).expect("server sent UTF-8");
+            let line = line
+                .strip_suffix("\r\n")
+                .unwrap_or_else(|| panic!("line without \\r\\n: {line:?}"));
+            lines.push(serde_json::from_str(line).expect("JSON line"));
+        }
+    }
+}
+
+/// The broker binary, for tests of its command line.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mq-actix");
+
+/// The `index` of a delivered line.
+pub fn index_of(delivered: &Value) -> u64 {
+    delivered["index"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no index in {delivered}"))
+}
+
+/// A small seeded generator (SplitMix64), so that a failing random test
+/// fails the same way again; no dependency needed for that.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`; the tiny modulo bias does not matter here).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
 }
 
 pub fn send_line(topic: &str, msg: &str, delivery: &str) -> String {
