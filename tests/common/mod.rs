@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 /// How long a test waits for a line it expects before failing.
@@ -211,6 +213,83 @@ impl Client {
                 .strip_suffix("\r\n")
                 .unwrap_or_else(|| panic!("line without \\r\\n: {line:?}"));
             lines.push(serde_json::from_str(line).expect("JSON line"));
+        }
+    }
+}
+
+/// The lines of several clients as one stream, each tagged with the
+/// client's position in the list given to [`Merged::new`]: for counting
+/// where `delivery: "one"` messages went without knowing in advance how many
+/// each client gets. The clients close when this is dropped.
+pub struct Merged {
+    rx: mpsc::UnboundedReceiver<(usize, Value)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Merged {
+    pub fn new(clients: Vec<Client>) -> Merged {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tasks = clients
+            .into_iter()
+            .enumerate()
+            .map(|(who, client)| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    // Moves the whole client in: capturing only its reader
+                    // would drop (and so half-close) its writer.
+                    let mut client = client;
+                    loop {
+                        let mut line = Vec::new();
+                        match client.reader.read_until(b'\n', &mut line).await {
+                            Ok(n) if n > 0 => {}
+                            _ => return,
+                        }
+                        let value = std::str::from_utf8(&line)
+                            .ok()
+                            .and_then(|l| l.strip_suffix("\r\n"))
+                            .and_then(|l| serde_json::from_str(l).ok())
+                            .unwrap_or_else(
+                                || json!({"not a JSON line": String::from_utf8_lossy(&line)}),
+                            );
+                        if tx.send((who, value)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Merged { rx, tasks }
+    }
+
+    /// The next line from any of the clients.
+    pub async fn next(&mut self) -> (usize, Value) {
+        timeout(WAIT, self.rx.recv())
+            .await
+            .expect("timed out waiting for a line")
+            .expect("every client closed")
+    }
+
+    /// Everything that arrives until nothing has for a while.
+    pub async fn until_quiet(&mut self) -> Vec<(usize, Value)> {
+        let mut lines = Vec::new();
+        while let Ok(Some(line)) = timeout(QUIET, self.rx.recv()).await {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// No client receives anything for a while.
+    pub async fn expect_nothing(&mut self) {
+        if let Ok(Some(line)) = timeout(QUIET, self.rx.recv()).await {
+            panic!("expected nothing, got {line:?}");
+        }
+    }
+}
+
+impl Drop for Merged {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }
