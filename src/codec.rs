@@ -61,6 +61,7 @@ impl Decoder for LineCodec {
                     return Ok(Some(Framed::TooLong));
                 }
                 self.scanned = buf.len();
+                grow_if_full(buf);
                 return Ok(None);
             };
             let newline = self.scanned + offset;
@@ -90,6 +91,19 @@ impl Decoder for LineCodec {
             buf.advance(buf.len());
         }
         Ok(frame)
+    }
+}
+
+/// Largest read buffer a busy connection grows to.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
+/// A connection starts with a small read buffer, so idle ones cost little;
+/// one whose last read filled the buffer is sending a lot, so the buffer
+/// doubles (up to [`MAX_READ_BUFFER`]) and each read takes more lines.
+fn grow_if_full(buf: &mut BytesMut) {
+    let capacity = buf.capacity();
+    if buf.len() == capacity && capacity < MAX_READ_BUFFER {
+        buf.reserve(capacity.max(64));
     }
 }
 
@@ -155,6 +169,15 @@ mod tests {
         assert!(decode_all(&mut codec, &mut buf).is_empty());
         buf.extend_from_slice(b"qr\nok\n");
         assert_eq!(decode_all(&mut codec, &mut buf), vec![line("ok")]);
+    }
+
+    #[test]
+    fn a_full_buffer_grows_for_the_next_read() {
+        let mut codec = LineCodec::new(1 << 20);
+        let mut buf = BytesMut::with_capacity(512);
+        buf.extend_from_slice(&[b'a'; 512]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() >= 1024);
     }
 
     #[test]

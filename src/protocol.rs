@@ -340,13 +340,20 @@ impl DeliveryTemplate {
 
     /// The complete delivered line for message number `index`.
     pub fn line(&self, index: u64) -> Bytes {
+        let mut line = BytesMut::with_capacity(self.head.len() + 24);
+        self.write_line(index, &mut line);
+        line.freeze()
+    }
+
+    /// Appends the delivered line to `out`, so that many lines can share one
+    /// buffer (and one write) on their way to the subscribers.
+    pub fn write_line(&self, index: u64, out: &mut BytesMut) {
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(index);
-        let mut line = BytesMut::with_capacity(self.head.len() + digits.len() + 3);
-        line.put_slice(&self.head);
-        line.put_slice(digits.as_bytes());
-        line.put_slice(b"}\r\n");
-        line.freeze()
+        out.reserve(self.head.len() + digits.len() + 3);
+        out.put_slice(&self.head);
+        out.put_slice(digits.as_bytes());
+        out.put_slice(b"}\r\n");
     }
 }
 

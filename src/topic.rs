@@ -4,12 +4,18 @@
 //! inside its handlers, so every rule that relates them (index order, replay
 //! then live with no gap and no duplicate, consumption of replayed `one`
 //! messages) holds without a lock: the mailbox orders everything.
+//!
+//! `delivery: "all"` messages are batched: consecutive sends handled in one
+//! turn of the actor are appended to one buffer, and each subscriber is handed
+//! that buffer once when the mailbox is empty (or before anything else
+//! happens to the topic). One push per subscriber per batch instead of one per
+//! message is what makes wide fan-out cheap.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, Recipient};
-use bytes::Bytes;
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient};
+use bytes::{Bytes, BytesMut};
 
 use crate::outbox::{Handoff, Outbox, Outgoing, Redeliver};
 use crate::protocol::{DeliveryTemplate, OK};
@@ -19,6 +25,10 @@ use crate::subscribers::{Gone, RoundRobin};
 /// Sends a topic can have queued before a publisher has to wait: the bound
 /// that slows a publisher down to the pace its topic can deliver.
 pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// A batch of delivered lines is handed out once it reaches this size, even
+/// if more sends are waiting, so batches stay cheap to copy and to cache.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// A `send`, already encoded up to its index.
 #[derive(Debug, Message)]
@@ -86,6 +96,16 @@ pub struct TopicActor {
     cache_size: usize,
     subscribers: RoundRobin<Subscriber>,
     redeliver: Option<Recipient<Redeliver>>,
+    batch: Batch,
+}
+
+/// `delivery: "all"` lines not yet handed to the subscribers.
+#[derive(Debug, Default)]
+struct Batch {
+    lines: BytesMut,
+    /// Per line: its index, where it ends in `lines`, whether to cache it.
+    ends: Vec<(u64, usize, bool)>,
+    flush_scheduled: bool,
 }
 
 impl TopicActor {
@@ -97,7 +117,33 @@ impl TopicActor {
             cache_size,
             subscribers: RoundRobin::default(),
             redeliver: None,
+            batch: Batch::default(),
         }
+    }
+
+    /// Hands the pending batch to every subscriber and caches its lines.
+    /// Runs before anything that changes who subscribes or what they are
+    /// sent, so batching never reorders or misroutes a line.
+    fn flush(&mut self) {
+        self.batch.flush_scheduled = false;
+        if self.batch.lines.is_empty() {
+            return;
+        }
+        let lines = self.batch.lines.split().freeze();
+        // A subscriber that refuses a batch is gone or over its budget (and
+        // being cut off): either way it receives nothing more.
+        self.subscribers
+            .retain(|sub| sub.outbox.push(Outgoing::Line(lines.clone())).is_ok());
+        let mut start = 0;
+        let ends = std::mem::take(&mut self.batch.ends);
+        for &(index, end, cache) in &ends {
+            if cache {
+                self.cache_insert(index, lines.slice(start..end), false);
+            }
+            start = end;
+        }
+        self.batch.ends = ends;
+        self.batch.ends.clear();
     }
 
     /// Keeps at most `cache_size` messages in index order, evicting the oldest.
@@ -163,20 +209,27 @@ impl Actor for TopicActor {
 impl Handler<Publish> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
         let index = self.next_index;
         self.next_index += 1;
-        let line = msg.template.line(index);
         if msg.one {
-            self.send_one(index, line, msg.cache);
+            self.flush();
+            self.send_one(index, msg.template.line(index), msg.cache);
             return;
         }
-        // A subscriber that refuses a line is gone or over its budget (and
-        // being cut off): either way it receives nothing more.
-        self.subscribers
-            .retain(|sub| sub.outbox.push(Outgoing::Line(line.clone())).is_ok());
-        if msg.cache {
-            self.cache_insert(index, line, false);
+        let cache = msg.cache && self.cache_size > 0;
+        if self.subscribers.is_empty() && !cache {
+            return;
+        }
+        msg.template.write_line(index, &mut self.batch.lines);
+        self.batch.ends.push((index, self.batch.lines.len(), cache));
+        if self.batch.lines.len() >= MAX_BATCH_BYTES {
+            self.flush();
+        } else if !self.batch.flush_scheduled {
+            // Spawned futures run after the mailbox is drained: the batch
+            // goes out once every send already queued has joined it.
+            self.batch.flush_scheduled = true;
+            ctx.spawn(actix::fut::ready(()).map(|(), topic: &mut Self, _| topic.flush()));
         }
     }
 }
@@ -185,6 +238,7 @@ impl Handler<Subscribe> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        self.flush();
         msg.outbox.reply(Bytes::from_static(OK));
         let existing = self.subscribers.position(|s| s.session == msg.session);
         let covered_from = match existing {
@@ -214,6 +268,7 @@ impl Handler<Unsubscribe> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+        self.flush();
         self.subscribers.retain(|s| s.session != msg.session);
     }
 }
@@ -222,6 +277,7 @@ impl Handler<Redeliver> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, msg: Redeliver, _: &mut Self::Context) {
+        self.flush();
         self.send_one(msg.index, msg.line, msg.cache);
     }
 }
@@ -229,7 +285,9 @@ impl Handler<Redeliver> for TopicActor {
 impl Handler<Flush> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        self.flush();
+    }
 }
 
 impl Handler<SubscriberCount> for TopicActor {
