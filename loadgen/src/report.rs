@@ -68,6 +68,12 @@ pub struct Params {
     pub messages: Option<u64>,
     pub size: usize,
     pub timeout_s: f64,
+    /// pairs: how many other clients each client sends to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<usize>,
+    /// replay: the cache size the suffixes were computed for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_size: Option<u64>,
 }
 
 impl Params {
@@ -87,6 +93,8 @@ impl Params {
             messages: args.messages,
             size: args.size,
             timeout_s: args.timeout.as_secs_f64(),
+            peers: None,
+            cache_size: None,
         }
     }
 }
@@ -192,9 +200,39 @@ impl Report {
             Some(r) => format!("open loop at {}/s", rate(r)),
             None => format!("closed loop, window {}", p.window),
         };
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let shape = match self.scenario {
+            "pairs" => format!(
+                "{}, each sending to {}",
+                plural(p.clients, "client"),
+                plural(p.peers.unwrap_or(0), "other")
+            ),
+            "queue" => format!(
+                "{}, {}",
+                plural(p.clients, "worker"),
+                plural(p.publishers, "publisher")
+            ),
+            "replay" => format!(
+                "{} after {} (cache {})",
+                plural(p.clients, "subscriber"),
+                plural(p.messages.unwrap_or(0) as usize, "message"),
+                p.cache_size.unwrap_or(0)
+            ),
+            "conns" => plural(p.clients, "idle connection"),
+            _ => format!(
+                "{}, {}",
+                plural(p.clients, "subscriber"),
+                plural(p.publishers, "publisher")
+            ),
+        };
+        let sending = if self.scenario == "conns" {
+            String::new()
+        } else {
+            format!(", {load}, {}-byte messages", p.size)
+        };
         line(format!(
-            "loadgen {} against {} ({}): {} clients, {} publishers, {load}, {}-byte messages, topic {:?}",
-            self.scenario, self.server, self.proto, p.clients, p.publishers, p.size, p.topic
+            "loadgen {} against {} ({}): {shape}{sending}, topic {:?}",
+            self.scenario, self.server, self.proto, p.topic
         ));
         if self.published > 0 {
             line(format!(

@@ -63,5 +63,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let driven = drive(ctx, &live, "pairs", peers, owed).await;
     let mut params = Params::new(args, &ctx.topic);
     params.publishers = clients;
+    params.peers = Some(peers_each);
     summarize(ctx, &live, driven, params)
 }

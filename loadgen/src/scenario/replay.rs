@@ -24,6 +24,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         let mut params = Params::new(args, &topic.name);
         params.publishers = 1;
         params.messages = Some(messages);
+        params.cache_size = Some(args.cache_size);
         params
     };
 
