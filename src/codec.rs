@@ -95,7 +95,7 @@ impl Decoder for LineCodec {
 }
 
 /// Largest read buffer a busy connection grows to.
-const MAX_READ_BUFFER: usize = 64 * 1024;
+const MAX_READ_BUFFER: usize = 16 * 1024;
 
 /// A connection starts with a small read buffer, so idle ones cost little;
 /// one whose last read filled the buffer is sending a lot, so the buffer

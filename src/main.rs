@@ -11,6 +11,11 @@ use tracing_subscriber::EnvFilter;
 use mq_actix::config::{self, Config, Limits};
 use mq_actix::server::{self, Broker};
 
+/// Deliveries are allocated on one worker thread and freed on another;
+/// mimalloc handles that far better than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A pub/sub message broker speaking the mq JSON-lines protocol.
 ///
 /// Logs go to stderr; they are quiet unless RUST_LOG raises them

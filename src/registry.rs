@@ -13,33 +13,31 @@ use crate::topic::TopicActor;
 /// The address of the topic named, created if this is its first mention.
 #[derive(Debug, Message)]
 #[rtype(result = "Addr<TopicActor>")]
-pub struct Lookup(pub Box<str>);
+pub struct Lookup {
+    pub name: Box<str>,
+    /// Where to start the topic if it is new: the asking session's own
+    /// worker thread. The first to name a topic is usually its subscriber
+    /// (or its only one), so deliveries to it then stay on one thread; and
+    /// since sessions are spread evenly over the workers, so are topics.
+    pub worker: ArbiterHandle,
+}
 
 /// Every topic so far, for tests and diagnostics.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<(Arc<str>, Addr<TopicActor>)>")]
 pub struct ListTopics;
 
-/// Owns the name → topic map. Topics are spread round-robin over the worker
-/// threads so that busy topics do not all share one core.
+/// Owns the name → topic map; the only place topics are created, so a name
+/// never gets two actors.
 pub struct Registry {
     topics: HashMap<Arc<str>, Addr<TopicActor>>,
-    workers: Vec<ArbiterHandle>,
-    next_worker: usize,
     cache_size: usize,
 }
 
 impl Registry {
-    /// `workers` must not be empty; topics are started on them in turn.
-    pub fn new(workers: Vec<ArbiterHandle>, cache_size: usize) -> Self {
-        assert!(
-            !workers.is_empty(),
-            "a registry needs a worker to run topics on"
-        );
+    pub fn new(cache_size: usize) -> Self {
         Registry {
             topics: HashMap::new(),
-            workers,
-            next_worker: 0,
             cache_size,
         }
     }
@@ -52,22 +50,20 @@ impl Actor for Registry {
 impl Handler<Lookup> for Registry {
     type Result = MessageResult<Lookup>;
 
-    fn handle(&mut self, Lookup(name): Lookup, _: &mut Self::Context) -> Self::Result {
-        if let Some(addr) = self.topics.get(&*name) {
+    fn handle(&mut self, lookup: Lookup, _: &mut Self::Context) -> Self::Result {
+        if let Some(addr) = self.topics.get(&*lookup.name) {
             return MessageResult(addr.clone());
         }
-        let name: Arc<str> = name.into();
-        let worker = &self.workers[self.next_worker % self.workers.len()];
-        self.next_worker = self.next_worker.wrapping_add(1);
+        let name: Arc<str> = lookup.name.into();
         let cache_size = self.cache_size;
         let topic_name = name.clone();
-        let addr =
-            TopicActor::start_in_arbiter(worker, move |_| TopicActor::new(topic_name, cache_size));
+        let addr = TopicActor::start_in_arbiter(&lookup.worker, move |_| {
+            TopicActor::new(topic_name, cache_size)
+        });
         self.topics.insert(name, addr.clone());
         MessageResult(addr)
     }
 }
-
 impl Handler<ListTopics> for Registry {
     type Result = MessageResult<ListTopics>;
 

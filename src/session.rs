@@ -144,7 +144,10 @@ impl SessionActor {
         let name: Box<str> = name.into();
         ctx.wait(
             self.registry
-                .send(Lookup(name.clone()))
+                .send(Lookup {
+                    name: name.clone(),
+                    worker: Arbiter::current(),
+                })
                 .into_actor(self)
                 .map(move |found, session, ctx| match found {
                     Ok(topic) => {
