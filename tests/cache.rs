@@ -290,3 +290,17 @@ async fn a_one_message_taken_by_a_subscriber_is_not_cached() {
     late.subscribe("jobs").await;
     late.expect_nothing().await;
 }
+
+#[tokio::test]
+async fn a_last_seen_of_minus_zero_is_zero() {
+    let server = Server::start();
+    let mut publisher = server.client().await;
+    publish_all(&mut publisher, "t", 3).await;
+    let mut sub = server.client().await;
+    sub.send(r#"{"command": "subscribe", "topic": "t", "last_seen": -0}"#)
+        .await;
+    sub.expect_ok().await;
+    sub.expect(delivered("t", "m1", "all", 1)).await;
+    sub.expect(delivered("t", "m2", "all", 2)).await;
+    sub.expect_nothing().await;
+}
