@@ -519,6 +519,19 @@ mod tests {
     }
 
     #[test]
+    fn numbers_beyond_f64_are_still_json() {
+        assert_eq!(
+            error(br#"{"command": "subscribe", "topic": "a", "last_seen": 1e400}"#),
+            ProtocolError::Malformed
+        );
+        assert_eq!(error(b"[1e400, -1e400]"), ProtocolError::Malformed);
+        assert_eq!(
+            error(br#"{"command": "subscribe", "topic": "a", "last_seen": 123456789012345678901234567890}"#),
+            ProtocolError::Malformed
+        );
+    }
+
+    #[test]
     fn deeply_nested_json_is_malformed_not_a_crash() {
         let depth = 200_000;
         let line = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
