@@ -5,15 +5,17 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-/// Floods a server that speaks the mq protocol and checks everything that
-/// comes back.
+use crate::client::Proto;
+
+/// Floods a server that speaks the mq protocol (or Redis or NATS pub/sub)
+/// and checks everything that comes back.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "loadgen",
     version,
     about,
-    long_about = "Floods a server that speaks the mq protocol (PROTOCOL.md) and checks everything \
-that comes back: each receiver must get every message it is owed exactly once, in increasing \
+    long_about = "Floods a server that speaks the mq protocol (PROTOCOL.md), or Redis or NATS \
+pub/sub for comparison, and checks everything that comes back: each receiver must get every message it is owed exactly once, in increasing \
 index order, and nothing else.\n\n\
 Example: loadgen --clients 1000 --topic foo",
     after_help = "Exit status: 0 when every check passed, 1 on any correctness violation, \
@@ -27,6 +29,11 @@ pub struct Args {
     /// Server to test, as HOST:PORT
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub addr: String,
+
+    /// Protocol the server speaks (redis and nats: fanout, pairs, conns;
+    /// nats also queue, through a queue group)
+    #[arg(long, value_enum, default_value_t = Proto::Mq)]
+    pub proto: Proto,
 
     /// Receiving connections: subscribers (fanout, replay), clients (pairs),
     /// workers (queue), idle connections (conns)
@@ -115,6 +122,17 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// Whether `proto` can express this load: Redis pub/sub has no
+    /// one-of-many delivery, and neither Redis nor NATS core keeps messages
+    /// to replay.
+    pub fn supports(self, proto: Proto) -> bool {
+        match self {
+            Scenario::Fanout | Scenario::Pairs | Scenario::Conns => true,
+            Scenario::Queue => proto != Proto::Redis,
+            Scenario::Replay => proto == Proto::Mq,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Fanout => "fanout",
@@ -191,5 +209,14 @@ mod tests {
     fn a_message_count_lifts_the_default_duration() {
         let args = Args::try_parse_from(["loadgen", "queue", "--messages", "10"]).unwrap();
         assert_eq!((args.scenario, args.publish_for()), (Scenario::Queue, None));
+    }
+
+    #[test]
+    fn each_protocol_runs_what_it_can_express() {
+        assert!(Scenario::Replay.supports(Proto::Mq));
+        assert!(!Scenario::Replay.supports(Proto::Nats));
+        assert!(Scenario::Queue.supports(Proto::Nats));
+        assert!(!Scenario::Queue.supports(Proto::Redis));
+        assert!(Scenario::Pairs.supports(Proto::Redis));
     }
 }

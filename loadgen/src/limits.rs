@@ -29,8 +29,12 @@ pub fn raise_open_files(connections: u64) -> anyhow::Result<()> {
 
 /// Explains a failed connect in terms of the limit that was hit, when it
 /// was a limit.
-pub fn explain_connect_error(error: &io::Error) -> String {
-    let advice = match error.raw_os_error() {
+pub fn explain_connect_error(error: &anyhow::Error) -> String {
+    let os_error = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<io::Error>())
+        .and_then(io::Error::raw_os_error);
+    let advice = match os_error {
         Some(libc::EMFILE) => {
             "; this process has no file descriptor left: raise `ulimit -n` or use fewer connections"
         }
@@ -41,5 +45,5 @@ pub fn explain_connect_error(error: &io::Error) -> String {
         }
         _ => "",
     };
-    format!("{error}{advice}")
+    format!("{error:#}{advice}")
 }

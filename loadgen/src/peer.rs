@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::check::{shorten, Kind, Receiver, Violations};
-use crate::client::{Conn, Reader, Reply, Subscription};
+use crate::client::{Conn, Reader, Reply, Subscription, Writer};
 use crate::publish::{self, SendPlan, Window};
 use crate::stats::Live;
 
@@ -128,15 +128,17 @@ pub async fn run(
             Err(e) => state.error = Some(format!("{e:#}")),
         }
     }
-    let window = Window::new(window);
+    let window = Window::new(window, conn.proto());
     let mut send_error = None;
     if state.error.is_none() {
         let Conn { reader, writer } = &mut conn;
         let sending = async {
-            if let Some(plan) = &send {
-                if let Err(e) = publish::send(writer, plan, &window, &live, phase.clone()).await {
-                    send_error = Some(format!("writing: {e}"));
-                }
+            let result = match &send {
+                Some(plan) => publish::send(writer, plan, &window, &live, phase.clone()).await,
+                None => answer_pings(writer, &window, phase.clone()).await,
+            };
+            if let Err(e) = result {
+                send_error = Some(format!("writing: {e}"));
             }
         };
         let receiving = read(
@@ -202,9 +204,9 @@ async fn read(
     let mut now_ns = live.clock.now_ns();
     loop {
         let before = state.violation_total();
-        let (acks, fresh) = handle_buffered(reader, state, publishes, now_ns);
+        let (acks, fresh) = handle_buffered(reader, state, publishes, window, now_ns);
         if acks > 0 {
-            window.release(acks as usize);
+            window.release(acks);
             state.acked += acks;
             live.acked.fetch_add(acks, Ordering::Relaxed);
             live.last_ack_ns.fetch_max(now_ns, Ordering::Relaxed);
@@ -254,29 +256,54 @@ async fn read(
     }
 }
 
-/// Handles every complete line already read; returns the replies to sends
-/// and the owed deliveries among them.
+/// Answers the server's pings on a connection that does not publish, until
+/// the phase stops.
+async fn answer_pings(
+    writer: &mut Writer,
+    window: &Window,
+    mut phase: watch::Receiver<Phase>,
+) -> std::io::Result<()> {
+    loop {
+        let stopping = tokio::select! {
+            _ = phase.wait_for(|p| *p == Phase::Stop) => true,
+            _ = window.pong_wanted.notified() => false,
+        };
+        if stopping {
+            return Ok(());
+        }
+        window.answer_pings(writer);
+        writer.flush().await?;
+    }
+}
+
+/// Handles every complete frame already read; returns the publishes
+/// acknowledged and the owed deliveries among them.
 fn handle_buffered(
     reader: &mut Reader,
     state: &mut ReadState,
     publishes: bool,
+    window: &Window,
     now_ns: u64,
 ) -> (u64, u64) {
     let (mut acks, mut fresh) = (0, 0);
     while let Some(reply) = reader.next_buffered() {
         match reply {
-            Reply::Ack if publishes => acks += 1,
-            Reply::Refused(reason) if publishes => {
-                acks += 1;
-                state
-                    .violations
-                    .add(Kind::Refused, 1, || format!("a send was refused: {reason}"));
-            }
-            Reply::Ack | Reply::Refused(_) => {
+            Reply::Ack if publishes => acks += window.acknowledged_by(true),
+            Reply::Ack => {
                 state.violations.add(Kind::Corrupt, 1, || {
                     "a reply arrived on a connection with no command outstanding".into()
                 });
             }
+            Reply::Refused(reason) => {
+                if publishes {
+                    acks += window.acknowledged_by(false);
+                }
+                state
+                    .violations
+                    .add(Kind::Refused, 1, || format!("the server refused: {reason}"));
+            }
+            Reply::Ping => window.owe_pong(),
+            Reply::Notice => {}
             Reply::Delivery { topic, msg, index } => match &mut state.recv {
                 Some(recv) => {
                     if let Some(payload) = recv.on_delivery(&topic, &msg, index) {

@@ -8,16 +8,21 @@
 //! omission). The window applies in both, so an overloaded server cannot make
 //! loadgen buffer without bound; in open loop the wait still counts in the
 //! latency.
+//!
+//! Where the protocol does not answer each publish (NATS), the writer asks
+//! for an answer after each [`SYNCS_PER_WINDOW`]th of the window, and that
+//! answer acknowledges the batch before it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
-use crate::client::{Delivery, Topic, Writer};
+use crate::client::{Delivery, Proto, Topic, Writer};
 use crate::payload::Payload;
 use crate::peer::Phase;
 use crate::stats::Live;
@@ -25,6 +30,10 @@ use crate::stats::Live;
 /// Bytes buffered before a write is forced, so that one large batch does not
 /// hold back the first messages in it.
 const FLUSH_AT: usize = 64 * 1024;
+
+/// Batches per window where publishes are acknowledged in batches: more
+/// keeps the pipe fuller, fewer costs fewer round trips.
+const SYNCS_PER_WINDOW: usize = 4;
 
 /// How a publisher paces its sends.
 #[derive(Debug, Clone, Copy)]
@@ -54,11 +63,16 @@ pub struct SendPlan {
     pub size: usize,
 }
 
-/// Shared by the writing and reading halves of one publisher: the window's
-/// permits, what was sent and replied to, and whether sending is over.
+/// Shared by the writing and reading halves of one connection: the window's
+/// permits, what was sent, whether sending is over, and the server's pings
+/// that the writer must answer.
 #[derive(Debug)]
 pub struct Window {
     permits: Semaphore,
+    /// Publishes per batch, where the protocol acknowledges in batches.
+    batch: Option<u64>,
+    /// Size of each batch awaiting its acknowledgement, oldest first.
+    batches: Mutex<VecDeque<u64>>,
     /// Messages written so far.
     pub sent: AtomicU64,
     /// Set once the writer has stopped for good.
@@ -66,27 +80,72 @@ pub struct Window {
     /// Wakes the reader when the writer stops, so it can tell whether every
     /// reply is in.
     pub stopped: Notify,
+    /// Pings from the server not yet answered.
+    pongs_owed: AtomicU64,
+    /// Wakes a connection that only receives to answer them.
+    pub pong_wanted: Notify,
 }
 
 impl Window {
-    /// A window of `size` unacknowledged messages.
-    pub fn new(size: usize) -> Window {
+    /// A window of `size` unacknowledged messages over `proto`.
+    pub fn new(size: usize, proto: Proto) -> Window {
         Window {
             permits: Semaphore::new(size),
+            batch: (!proto.acks_each_publish()).then_some((size / SYNCS_PER_WINDOW).max(1) as u64),
+            batches: Mutex::new(VecDeque::new()),
             sent: AtomicU64::new(0),
             done: AtomicBool::new(false),
             stopped: Notify::new(),
+            pongs_owed: AtomicU64::new(0),
+            pong_wanted: Notify::new(),
         }
     }
 
-    /// Frees room for `n` more messages after `n` replies.
-    pub fn release(&self, n: usize) {
-        self.permits.add_permits(n);
+    /// How many publishes a reply acknowledges: one each, or a whole batch
+    /// for a successful batch reply.
+    pub fn acknowledged_by(&self, success: bool) -> u64 {
+        match self.batch {
+            None => 1,
+            Some(_) if success => self.lock_batches().pop_front().unwrap_or(0),
+            Some(_) => 0,
+        }
+    }
+
+    /// Frees room for `n` more messages after their acknowledgement.
+    pub fn release(&self, n: u64) {
+        self.permits.add_permits(n as usize);
     }
 
     /// Stops the writer: the reader has given up on this connection.
     pub fn close(&self) {
         self.permits.close();
+    }
+
+    /// Notes a ping from the server, for the writer to answer.
+    pub fn owe_pong(&self) {
+        self.pongs_owed.fetch_add(1, Ordering::Relaxed);
+        self.pong_wanted.notify_one();
+    }
+
+    /// Queues the answers to the server's pings.
+    pub fn answer_pings(&self, writer: &mut Writer) {
+        for _ in 0..self.pongs_owed.swap(0, Ordering::Relaxed) {
+            writer.pong();
+        }
+    }
+
+    /// Asks for the acknowledgement of the `unsynced` publishes written since
+    /// the last request, where acknowledgements come in batches.
+    fn sync(&self, writer: &mut Writer, unsynced: &mut u64) {
+        if self.batch.is_some() && *unsynced > 0 {
+            self.lock_batches().push_back(*unsynced);
+            writer.sync();
+            *unsynced = 0;
+        }
+    }
+
+    fn lock_batches(&self) -> std::sync::MutexGuard<'_, VecDeque<u64>> {
+        self.batches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn finish(&self) {
@@ -128,6 +187,7 @@ async fn send_until_stopped(
     let stopping = phase.wait_for(|p| *p != Phase::Run);
     tokio::pin!(stopping);
     let mut unflushed = 0;
+    let mut unsynced = 0;
     let mut seq = 0u64;
     loop {
         if plan.quota.is_some_and(|quota| seq >= quota) {
@@ -140,7 +200,8 @@ async fn send_until_stopped(
             }
         };
         if let Some(at) = scheduled.filter(|&at| at > Instant::now()) {
-            flush(writer, &mut unflushed, live).await?;
+            window.sync(writer, &mut unsynced);
+            flush(writer, window, &mut unflushed, live).await?;
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
                 _ = &mut stopping => break,
@@ -151,7 +212,8 @@ async fn send_until_stopped(
             Ok(permit) => permit.forget(),
             Err(TryAcquireError::Closed) => break,
             Err(TryAcquireError::NoPermits) => {
-                flush(writer, &mut unflushed, live).await?;
+                window.sync(writer, &mut unsynced);
+                flush(writer, window, &mut unflushed, live).await?;
                 tokio::select! {
                     permit = window.permits.acquire() => match permit {
                         Ok(permit) => permit.forget(),
@@ -176,17 +238,30 @@ async fn send_until_stopped(
         writer.publish(target, plan.delivery, &payload, plan.size);
         seq += 1;
         unflushed += 1;
+        unsynced += 1;
         window.sent.store(seq, Ordering::Release);
+        if window.batch.is_some_and(|batch| unsynced >= batch) {
+            window.sync(writer, &mut unsynced);
+        }
         if writer.buffered() >= FLUSH_AT {
-            flush(writer, &mut unflushed, live).await?;
+            flush(writer, window, &mut unflushed, live).await?;
         }
     }
-    flush(writer, &mut unflushed, live).await
+    window.sync(writer, &mut unsynced);
+    flush(writer, window, &mut unflushed, live).await
 }
 
-async fn flush(writer: &mut Writer, unflushed: &mut u64, live: &Live) -> io::Result<()> {
-    writer.flush().await?;
+/// Sends what is queued, with any answers owed to the server's pings. The
+/// messages count as sent before the write, so that a write blocked by a
+/// stalled server still shows as outstanding.
+async fn flush(
+    writer: &mut Writer,
+    window: &Window,
+    unflushed: &mut u64,
+    live: &Live,
+) -> io::Result<()> {
+    window.answer_pings(writer);
     live.sent.fetch_add(*unflushed, Ordering::Relaxed);
     *unflushed = 0;
-    Ok(())
+    writer.flush().await
 }

@@ -40,6 +40,10 @@ pub struct Report {
     pub publish_rate: f64,
     pub delivery_rate: f64,
     pub latency: Option<Latency>,
+    /// CPU seconds loadgen itself used in the measured phase, in all and per
+    /// owed delivery received: evidence that the tool is not the bottleneck.
+    pub loadgen_cpu_s: Option<f64>,
+    pub loadgen_cpu_s_per_delivery: Option<f64>,
     /// All violations together; any makes the exit status non-zero.
     pub violations: u64,
     pub correctness: Violations,
@@ -297,6 +301,12 @@ impl Report {
                 count(l.samples)
             ));
         }
+        if let (Some(cpu), Some(per)) = (self.loadgen_cpu_s, self.loadgen_cpu_s_per_delivery) {
+            line(format!(
+                "  loadgen    {cpu:.2} CPU-s, {} per delivery",
+                micros(per * 1e6)
+            ));
+        }
         if self.is_clean() {
             line(format!(
                 "  correct    yes: no violation, no connection error ({:.1}s)",
@@ -358,8 +368,10 @@ fn micros(us: f64) -> String {
         format!("{:.2}s", us / 1e6)
     } else if us >= 1e3 {
         format!("{:.2}ms", us / 1e3)
-    } else {
+    } else if us >= 10.0 {
         format!("{us:.0}µs")
+    } else {
+        format!("{us:.2}µs")
     }
 }
 
@@ -391,6 +403,7 @@ mod tests {
         assert_eq!(rate(12_345.0), "12.3k");
         assert_eq!(rate(1_234_567.0), "1.23M");
         assert_eq!(micros(12.0), "12µs");
+        assert_eq!(micros(0.78), "0.78µs");
         assert_eq!(micros(1500.0), "1.50ms");
     }
 }

@@ -132,6 +132,24 @@ impl Latencies {
     }
 }
 
+/// CPU time this process has used so far, user and system together: what
+/// loadgen itself costs, to tell whether it or the server is the bottleneck.
+pub fn cpu_time() -> Option<Duration> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: the pointer is to a whole `rusage`, which getrusage fills in.
+    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if status != 0 {
+        return None;
+    }
+    // SAFETY: an all-zero `rusage` is valid, and getrusage has filled it.
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).ok()?)
+            .checked_add(Duration::from_micros(u64::try_from(t.tv_usec).ok()?))
+    };
+    seconds(usage.ru_utime)?.checked_add(seconds(usage.ru_stime)?)
+}
+
 /// A histogram covering 1 ns to [`LATENCY_CEILING`].
 pub fn empty_histogram() -> anyhow::Result<Histogram<u64>> {
     let ceiling = u64::try_from(LATENCY_CEILING.as_nanos())?;

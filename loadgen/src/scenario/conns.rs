@@ -10,9 +10,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{blank_report, connect_all, live_only, Ctx, CONNECTING_AT_ONCE};
+use super::{blank_report, connect_all, Ctx, CONNECTING_AT_ONCE};
 use crate::check::{Kind, Violations};
-use crate::client::{Conn, Topic};
+use crate::client::{Conn, Subscription, Topic};
 use crate::report::{ConnsFigures, Latency, Params, Report};
 use crate::stats::empty_histogram;
 
@@ -21,7 +21,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let topic = Topic::new(ctx.topic.clone())?;
     let started = Instant::now();
     let rss_before = args.server_pid.map(resident_bytes).transpose()?;
-    let connected = connect_all(ctx, "idle", args.clients, |_| Some(live_only(&topic))).await?;
+    let connected = connect_all(ctx, "idle", args.clients, |_| {
+        Some(Subscription::live(&topic))
+    })
+    .await?;
     let mut setup = empty_histogram()?;
     for &ns in &connected.setup_ns {
         setup.saturating_record(ns);

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::ensure;
 
-use super::{connect_all, drive, live_only, plan, summarize, Ctx};
+use super::{connect_all, drive, plan, summarize, Ctx};
 use crate::check::{Expect, Receiver};
-use crate::client::{Delivery, Topic};
+use crate::client::{Delivery, Subscription, Topic};
 use crate::peer::Peer;
 use crate::report::{Params, Report};
 use crate::stats::Live;
@@ -17,8 +17,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let (subscribers, publishers) = (args.clients, args.publishers);
     ensure!(publishers > 0, "fanout needs at least one publisher");
     let topic = Topic::new(ctx.topic.clone())?;
-    let receiving =
-        connect_all(ctx, "subscriber", subscribers, |_| Some(live_only(&topic))).await?;
+    let receiving = connect_all(ctx, "subscriber", subscribers, |_| {
+        Some(Subscription::live(&topic))
+    })
+    .await?;
     let sending = connect_all(ctx, "publisher", publishers, |_| None).await?;
 
     let window = args.window as usize;

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, ensure, Context};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ use crate::peer::{self, Outcome, Peer, Phase};
 use crate::progress::Progress;
 use crate::publish::{Pace, SendPlan};
 use crate::report::{self, Latency, Params, Report};
-use crate::stats::{Clock, Live};
+use crate::stats::{self, Clock, Live};
 
 /// Connections being opened at once: enough to open thousands in seconds,
 /// few enough not to overflow the server's accept backlog.
@@ -69,6 +69,16 @@ pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
         .with_context(|| format!("cannot resolve --addr {}", args.addr))?
         .next()
         .ok_or_else(|| anyhow!("--addr {} resolves to no address", args.addr))?;
+    ensure!(
+        args.scenario.supports(args.proto),
+        "{} cannot be run over {}: {}",
+        args.scenario.name(),
+        args.proto.name(),
+        match args.scenario {
+            Scenario::Queue => "Redis pub/sub has no delivery to one of many subscribers",
+            _ => "only mq keeps messages to replay",
+        }
+    );
     let run = random_tag();
     let topic = args
         .topic
@@ -126,12 +136,13 @@ pub async fn connect_all(
     let mut tasks = JoinSet::new();
     for i in 0..n {
         let gate = gate.clone();
-        let (addr, wait) = (ctx.addr, ctx.args.timeout);
+        let (addr, proto, wait) = (ctx.addr, ctx.args.proto, ctx.args.timeout);
         let sub = subscription(i);
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let begun = Instant::now();
-            let mut conn = match tokio::time::timeout(wait, Conn::connect(addr)).await {
+            let mut conn = match tokio::time::timeout(wait, Conn::connect(addr, proto, wait)).await
+            {
                 Err(_) => return Err(anyhow!("connecting to {addr} timed out")),
                 Ok(Err(e)) => {
                     return Err(anyhow!(
@@ -161,7 +172,7 @@ pub async fn connect_all(
     while let Some(joined) = tasks.join_next().await {
         let (i, conn, took) = joined
             .context("a connecting task failed")?
-            .with_context(|| format!("opening {what} connection {} of {n}", done + 1))?;
+            .with_context(|| format!("opening {n} {what} connections"))?;
         slots[i] = Some((conn, took));
         done += 1;
         if done % 100 == 0 || done == n {
@@ -207,15 +218,6 @@ pub fn plan(
     }
 }
 
-/// A live-only subscription to `topic`.
-pub fn live_only(topic: &Topic) -> Subscription {
-    Subscription {
-        topic: topic.clone(),
-        last_seen: None,
-        replay: false,
-    }
-}
-
 /// What a measured phase produced.
 pub struct Driven {
     pub outcomes: Vec<Outcome>,
@@ -226,6 +228,8 @@ pub struct Driven {
     /// When the phase started, on the run's clock.
     pub start_ns: u64,
     pub elapsed: Duration,
+    /// CPU time loadgen used in the phase.
+    pub cpu: Option<Duration>,
     /// Why the phase was cut short, when it was.
     pub cut_short: Vec<String>,
 }
@@ -243,6 +247,7 @@ pub async fn drive(
     owed: impl Fn(&[u64]) -> u64,
 ) -> Driven {
     let args = &ctx.args;
+    let cpu_before = stats::cpu_time();
     let start = Instant::now();
     let until = args.publish_for().map(|d| start + d);
     let hard_deadline = until.map(|u| u + GRACE);
@@ -330,6 +335,9 @@ pub async fn drive(
         owed,
         start_ns: ctx.clock.ns_at(start),
         elapsed: start.elapsed(),
+        cpu: stats::cpu_time()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before)),
         cut_short,
     }
 }
@@ -365,7 +373,7 @@ pub fn blank_report(ctx: &Ctx, params: Params) -> Report {
         timestamp: report::timestamp(),
         git_revision: report::git_revision(),
         server: ctx.addr.to_string(),
-        proto: "mq",
+        proto: ctx.args.proto.name(),
         params,
         elapsed_s: 0.0,
         published: 0,
@@ -375,6 +383,8 @@ pub fn blank_report(ctx: &Ctx, params: Params) -> Report {
         publish_rate: 0.0,
         delivery_rate: 0.0,
         latency: None,
+        loadgen_cpu_s: None,
+        loadgen_cpu_s_per_delivery: None,
         violations: 0,
         correctness: Violations::default(),
         connection_errors: 0,
@@ -426,5 +436,10 @@ pub fn summarize(ctx: &Ctx, live: &Live, driven: Driven, params: Params) -> anyh
         live.last_delivery_ns.load(Ordering::Relaxed),
     );
     report.latency = Latency::of("end_to_end", &live.latencies.merged()?);
+    report.loadgen_cpu_s = driven.cpu.map(|cpu| cpu.as_secs_f64());
+    report.loadgen_cpu_s_per_delivery = report
+        .loadgen_cpu_s
+        .filter(|_| report.deliveries > 0)
+        .map(|cpu| cpu / report.deliveries as f64);
     Ok(report)
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::ensure;
 
-use super::{connect_all, drive, live_only, plan, summarize, Ctx};
+use super::{connect_all, drive, plan, summarize, Ctx};
 use crate::check::{Expect, Receiver, Stream};
-use crate::client::{Delivery, Topic};
+use crate::client::{Delivery, Subscription, Topic};
 use crate::peer::Peer;
 use crate::report::{Params, Report};
 use crate::stats::Live;
@@ -26,7 +26,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let topics = (0..clients)
         .map(|i| Topic::new(format!("{}.{i}", ctx.topic)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let connected = connect_all(ctx, "client", clients, |i| Some(live_only(&topics[i]))).await?;
+    let connected = connect_all(ctx, "client", clients, |i| {
+        Some(Subscription::live(&topics[i]))
+    })
+    .await?;
 
     let window = args.window as usize;
     let peers = connected

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::ensure;
 
-use super::{connect_all, drive, live_only, plan, summarize, Ctx};
+use super::{connect_all, drive, plan, summarize, Ctx};
 use crate::check::{Expect, Ledger, Receiver};
-use crate::client::{Delivery, Topic};
+use crate::client::{Delivery, Subscription, Topic};
 use crate::peer::Peer;
 use crate::report::{Params, QueueFigures, Report};
 use crate::stats::Live;
@@ -20,7 +20,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     ensure!(workers > 0, "queue needs at least one worker");
     ensure!(publishers > 0, "queue needs at least one publisher");
     let topic = Topic::new(ctx.topic.clone())?;
-    let receiving = connect_all(ctx, "worker", workers, |_| Some(live_only(&topic))).await?;
+    // NATS shares a queue group's messages out on the subscribing side.
+    let worker = Subscription {
+        shared: true,
+        ..Subscription::live(&topic)
+    };
+    let receiving = connect_all(ctx, "worker", workers, |_| Some(worker.clone())).await?;
     let sending = connect_all(ctx, "publisher", publishers, |_| None).await?;
 
     let ledger = Arc::new(Mutex::new(Ledger::new(publishers)));

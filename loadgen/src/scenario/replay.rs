@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, ensure};
 
-use super::{connect_all, drive, live_only, plan, summarize, Ctx};
+use super::{connect_all, drive, plan, summarize, Ctx};
 use crate::check::{Expect, Receiver, Stream};
 use crate::client::{Delivery, Subscription, Topic};
 use crate::peer::Peer;
@@ -30,7 +30,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
 
     // First publish, with a live subscriber that learns which indices the
     // server gave the messages.
-    let probe = connect_all(ctx, "probe", 1, |_| Some(live_only(&topic))).await?;
+    let probe = connect_all(ctx, "probe", 1, |_| Some(Subscription::live(&topic))).await?;
     let sending = connect_all(ctx, "publisher", 1, |_| None).await?;
     let mut send_plan = plan(ctx, 0, 1, vec![topic.clone()], Delivery::All);
     send_plan.quota = Some(messages);
@@ -90,6 +90,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                 topic: topic.clone(),
                 last_seen: asks_from.checked_sub(1),
                 replay: true,
+                shared: false,
             });
             peer.complete_after = Some(owed);
             peer

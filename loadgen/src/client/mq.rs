@@ -1,0 +1,192 @@
+//! The mq JSON-lines protocol (PROTOCOL.md): one JSON object per line each
+//! way; replies carry `success`, deliveries are the send plus its `index`.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::{garbled, line_end, trim_line, Delivery, Reply, Subscription, Topic};
+use crate::payload::Payload;
+
+/// Queues a subscribe command.
+pub fn subscribe(out: &mut Vec<u8>, sub: &Subscription) {
+    out.extend_from_slice(br#"{"command":"subscribe","topic":"#);
+    out.extend_from_slice(sub.topic.json.as_bytes());
+    if let Some(last_seen) = sub.last_seen {
+        out.extend_from_slice(br#","last_seen":"#);
+        out.extend_from_slice(last_seen.to_string().as_bytes());
+    }
+    if !sub.replay {
+        out.extend_from_slice(br#","cache":false"#);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Queues a send; the payload needs no escaping, being plain ASCII.
+pub fn publish(
+    out: &mut Vec<u8>,
+    topic: &Topic,
+    delivery: Delivery,
+    payload: &Payload,
+    size: usize,
+) {
+    out.extend_from_slice(br#"{"command":"send","topic":"#);
+    out.extend_from_slice(topic.json.as_bytes());
+    out.extend_from_slice(br#","msg":""#);
+    payload.write(size, out);
+    out.extend_from_slice(match delivery {
+        Delivery::All => br#"","delivery":"all"}"#.as_slice(),
+        Delivery::One => br#"","delivery":"one"}"#.as_slice(),
+    });
+    out.push(b'\n');
+}
+
+/// Decodes the first non-empty line of `buf`; returns it with the bytes it
+/// used, or `None` until a whole line is there.
+pub fn decode(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
+    let mut used = 0;
+    loop {
+        let end = used + line_end(&buf[used..])? + 1;
+        let line = trim_line(&buf[used..end]);
+        if !line.is_empty() {
+            return Some((decode_line(line), end));
+        }
+        used = end;
+    }
+}
+
+/// The fields loadgen reads from a server line; the rest (`command`,
+/// `delivery`, `cache`) are ignored.
+#[derive(Deserialize)]
+struct Line<S> {
+    success: Option<bool>,
+    reason: Option<S>,
+    topic: Option<S>,
+    msg: Option<S>,
+    index: Option<u64>,
+}
+
+/// Decodes one line: borrowing from the buffer when no string in it has an
+/// escape (every message loadgen sends), copying otherwise.
+fn decode_line(line: &[u8]) -> Reply<'_> {
+    match serde_json::from_slice::<Line<&str>>(line) {
+        Ok(l) => classify(
+            l.success,
+            l.reason,
+            l.topic,
+            l.msg,
+            l.index,
+            Cow::Borrowed,
+            line,
+        ),
+        Err(_) => match serde_json::from_slice::<Line<String>>(line) {
+            Ok(l) => classify(
+                l.success,
+                l.reason,
+                l.topic,
+                l.msg,
+                l.index,
+                Cow::Owned,
+                line,
+            ),
+            Err(_) => garbled(line),
+        },
+    }
+}
+
+/// Tells a reply from a delivery by the `success` key.
+fn classify<'a, S>(
+    success: Option<bool>,
+    reason: Option<S>,
+    topic: Option<S>,
+    msg: Option<S>,
+    index: Option<u64>,
+    cow: impl Fn(S) -> Cow<'a, str>,
+    line: &[u8],
+) -> Reply<'a> {
+    match (success, topic, msg, index) {
+        (Some(true), ..) => Reply::Ack,
+        (Some(false), ..) => Reply::Refused(reason.map_or(Cow::Borrowed(""), cow)),
+        (None, Some(topic), Some(msg), Some(index)) => Reply::Delivery {
+            topic: cow(topic),
+            msg: cow(msg),
+            index: Some(index),
+        },
+        _ => garbled(line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(buf: &[u8]) -> Reply<'_> {
+        let (reply, used) = decode(buf).expect("a whole line");
+        assert_eq!(used, buf.len());
+        reply
+    }
+
+    #[test]
+    fn decodes_replies_and_deliveries() {
+        assert_eq!(one(b"{\"success\": true}\r\n"), Reply::Ack);
+        assert_eq!(
+            one(b"{\"success\": false, \"reason\": \"Malformed json message\"}\r\n"),
+            Reply::Refused("Malformed json message".into())
+        );
+        let line = b"{\"command\": \"send\", \"topic\": \"a\\\"b\", \"msg\": \"m\", \"delivery\": \"all\", \"index\": 7}\n";
+        assert_eq!(
+            one(line),
+            Reply::Delivery {
+                topic: "a\"b".into(),
+                msg: "m".into(),
+                index: Some(7)
+            }
+        );
+        for bad in [
+            &b"nope\n"[..],
+            b"{\"topic\": \"t\", \"msg\": \"m\"}\n",
+            b"{\"topic\":\"t\",\"msg\":\"m\",\"index\":-1}\n",
+        ] {
+            assert!(matches!(one(bad), Reply::Garbled(_)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn waits_for_a_whole_line_and_skips_empty_ones() {
+        assert_eq!(decode(b"{\"success\": tr"), None);
+        assert_eq!(
+            decode(b"\r\n\n{\"success\": true}\r\nrest"),
+            Some((Reply::Ack, 22))
+        );
+    }
+
+    #[test]
+    fn borrows_plain_strings() {
+        let line = b"{\"topic\": \"t\", \"msg\": \"m\", \"index\": 0}\n";
+        assert!(matches!(
+            one(line),
+            Reply::Delivery {
+                topic: Cow::Borrowed(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn encodes_commands_as_the_protocol_shows() {
+        let topic = Topic::new("a\"b".into()).unwrap();
+        let mut out = Vec::new();
+        let mut sub = Subscription::live(&topic);
+        subscribe(&mut out, &sub);
+        sub.last_seen = Some(41);
+        sub.replay = true;
+        subscribe(&mut out, &sub);
+        let expected = concat!(
+            r#"{"command":"subscribe","topic":"a\"b","cache":false}"#,
+            "\n",
+            r#"{"command":"subscribe","topic":"a\"b","last_seen":41}"#,
+            "\n"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+}

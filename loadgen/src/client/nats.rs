@@ -1,0 +1,159 @@
+//! The NATS core protocol: text control lines; PUB and MSG carry a payload
+//! whose length is given in the line before it. With `verbose` off nothing
+//! but PING is answered, so a PING after a batch of publishes is their ack.
+
+use std::borrow::Cow;
+
+use super::{garbled, line_end, trim_line, Reply, Subscription};
+
+/// Sent once after the server's INFO.
+pub const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\
+\"name\":\"loadgen\",\"lang\":\"rust\",\"version\":\"0.1.0\",\"protocol\":1}\r\n";
+
+/// The queue group `queue` workers join, so that each message reaches one.
+const QUEUE_GROUP: &[u8] = b"loadgen";
+
+/// Queues a SUB with subscription id `sid`.
+pub fn subscribe(out: &mut Vec<u8>, sub: &Subscription, sid: u64) {
+    out.extend_from_slice(b"SUB ");
+    out.extend_from_slice(sub.topic.name.as_bytes());
+    if sub.shared {
+        out.push(b' ');
+        out.extend_from_slice(QUEUE_GROUP);
+    }
+    out.extend_from_slice(format!(" {sid}\r\n").as_bytes());
+}
+
+/// Queues a PUB of `payload` to `subject`.
+pub fn publish(out: &mut Vec<u8>, subject: &[u8], payload: &[u8]) {
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(subject);
+    out.extend_from_slice(format!(" {}\r\n", payload.len()).as_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Decodes the first frame of `buf`; returns it with the bytes it used, or
+/// `None` until all of it is there.
+pub fn decode(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
+    let next = line_end(buf)? + 1;
+    let line = trim_line(&buf[..next]);
+    let (op, args) = match line.iter().position(|b| b.is_ascii_whitespace()) {
+        Some(at) => (&line[..at], &line[at + 1..]),
+        None => (line, &line[line.len()..]),
+    };
+    let reply = match op.to_ascii_uppercase().as_slice() {
+        b"MSG" => return message(args, buf, next),
+        b"PING" => Reply::Ping,
+        b"PONG" => Reply::Ack,
+        b"+OK" | b"INFO" => Reply::Notice,
+        b"-ERR" => Reply::Refused(
+            String::from_utf8_lossy(args)
+                .trim()
+                .trim_matches('\'')
+                .to_string()
+                .into(),
+        ),
+        _ => garbled(line),
+    };
+    Some((reply, next))
+}
+
+/// Decodes `MSG <subject> <sid> [reply-to] <#bytes>` and its payload, which
+/// starts at `start`.
+fn message<'a>(args: &'a [u8], buf: &'a [u8], start: usize) -> Option<(Reply<'a>, usize)> {
+    let fields: Vec<&[u8]> = args
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+        .collect();
+    let length = match fields.as_slice() {
+        [_, _, length] | [_, _, _, length] => {
+            std::str::from_utf8(length).ok()?.parse::<usize>().ok()
+        }
+        _ => None,
+    };
+    let Some(length) = length else {
+        return Some((garbled(args), start));
+    };
+    let end = start + length + 2;
+    if buf.len() < end {
+        return None;
+    }
+    let payload = &buf[start..start + length];
+    if &buf[start + length..end] != b"\r\n" {
+        return Some((garbled(payload), end));
+    }
+    let (Ok(topic), Ok(msg)) = (std::str::from_utf8(fields[0]), std::str::from_utf8(payload))
+    else {
+        return Some((garbled(payload), end));
+    };
+    let delivery = Reply::Delivery {
+        topic: Cow::Borrowed(topic),
+        msg: Cow::Borrowed(msg),
+        index: None,
+    };
+    Some((delivery, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Topic;
+
+    #[test]
+    fn decodes_messages_with_and_without_reply_subjects() {
+        let buf = b"MSG foo.1 9 5\r\nhello\r\nMSG foo 1 _INBOX.x 2\r\nhi\r\n";
+        let (reply, used) = decode(buf).unwrap();
+        assert_eq!(
+            reply,
+            Reply::Delivery {
+                topic: "foo.1".into(),
+                msg: "hello".into(),
+                index: None
+            }
+        );
+        let (reply, rest) = decode(&buf[used..]).unwrap();
+        assert!(matches!(reply, Reply::Delivery { msg, .. } if msg == "hi"));
+        assert_eq!(used + rest, buf.len());
+    }
+
+    #[test]
+    fn waits_for_the_whole_payload() {
+        assert_eq!(decode(b"MSG foo 1 5\r\nhel"), None);
+        assert_eq!(decode(b"MSG foo 1 5\r\nhello\r"), None);
+        assert_eq!(decode(b"MSG foo 1"), None);
+    }
+
+    #[test]
+    fn decodes_control_lines() {
+        assert_eq!(decode(b"PONG\r\n"), Some((Reply::Ack, 6)));
+        assert_eq!(decode(b"PING\r\n"), Some((Reply::Ping, 6)));
+        assert_eq!(
+            decode(b"INFO {\"server_id\":\"x\"}\r\n").map(|r| r.0),
+            Some(Reply::Notice)
+        );
+        assert_eq!(
+            decode(b"-ERR 'Authorization Violation'\r\n").map(|r| r.0),
+            Some(Reply::Refused("Authorization Violation".into()))
+        );
+        assert!(matches!(
+            decode(b"MSG foo\r\n"),
+            Some((Reply::Garbled(_), 9))
+        ));
+    }
+
+    #[test]
+    fn encodes_sub_and_pub() {
+        let topic = Topic::new("jobs".into()).unwrap();
+        let mut sub = Subscription::live(&topic);
+        let mut out = Vec::new();
+        subscribe(&mut out, &sub, 1);
+        sub.shared = true;
+        subscribe(&mut out, &sub, 2);
+        publish(&mut out, b"jobs", b"hi");
+        assert_eq!(
+            out,
+            b"SUB jobs 1\r\nSUB jobs loadgen 2\r\nPUB jobs 2\r\nhi\r\n"
+        );
+    }
+}
