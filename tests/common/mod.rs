@@ -172,8 +172,9 @@ impl Client {
         (self.reader, self.writer)
     }
 
-    /// The next `want.len()` lines are exactly `want`, in any order (for a
-    /// sender that also subscribes: its reply and its own copy may swap).
+    /// The next `want.len()` lines are exactly `want`, in any order: a
+    /// sender that also subscribes may get its copy before its reply, and
+    /// different topics' messages are not ordered with each other.
     pub async fn expect_unordered(&mut self, want: Vec<Value>) {
         let mut got = Vec::with_capacity(want.len());
         for _ in 0..want.len() {
