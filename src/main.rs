@@ -69,8 +69,6 @@ fn main() -> ExitCode {
             max_connections: cli.max_connections,
         },
     };
-    server::raise_fd_limit(config.limits.max_connections as u64 + 64);
-
     let addr = SocketAddr::new(cli.bind, cli.port);
     let listener = match server::bind(addr) {
         Ok(listener) => listener,
@@ -79,6 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    server::raise_fd_limit(config.limits.max_connections as u64 + 64);
     let local = listener.local_addr().unwrap_or(addr);
 
     let system = System::new();

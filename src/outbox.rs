@@ -1,7 +1,7 @@
 //! What a connection owes its client: replies and deliveries queued for its
 //! socket, and the task that writes them.
 //!
-//! Topics push deliveries straight into a subscriber's [`Outbox`] (a channel
+//! Topics push deliveries straight into a subscriber's [`Outbox`] (a queue
 //! plus a byte count), so a delivery costs no actor message. The writer drains
 //! everything queued in one go and writes it with one `writev`, so lines are
 //! flushed when nothing more is queued, not one syscall per line.
@@ -10,17 +10,17 @@
 //! is cut off once it owes more than the budget, instead of growing the
 //! server without bound (a "slow consumer", as NATS calls it).
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::{Message, Recipient};
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-/// Lines per `writev`; Linux refuses more than 1024 slices in one call.
-const BATCH: usize = 1024;
+/// Slices per `writev`; Linux refuses more than 1024 in one call.
+const MAX_SLICES: usize = 1024;
 
 /// One item on its way to a client.
 #[derive(Debug)]
@@ -102,16 +102,29 @@ impl Drop for Handoff {
 /// the connection subscribes to.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Outgoing>,
     shared: Arc<Shared>,
 }
 
+/// A plain queue behind a per-connection lock rather than a channel: an idle
+/// connection's queue then holds no memory at all (a channel keeps a block
+/// of slots allocated), and the writer takes everything queued in one swap.
 #[derive(Debug)]
 struct Shared {
-    pending: AtomicUsize,
+    queue: Mutex<Queue>,
+    /// Wakes the writer when the queue stops being empty.
+    wake: Notify,
     budget: usize,
-    over_budget: AtomicBool,
-    kick: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    /// Bytes queued or being written.
+    pending: usize,
+    /// The writer has stopped: nothing more is accepted.
+    closed: bool,
+    /// A push found the client over its budget.
+    over_budget: bool,
 }
 
 /// Why a connection's writer stopped.
@@ -127,36 +140,39 @@ pub enum WriterError {
 impl Outbox {
     /// A queue whose client may owe at most `budget` bytes.
     pub fn new(budget: usize) -> (Outbox, Writer) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            pending: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
             budget,
-            over_budget: AtomicBool::new(false),
-            kick: Notify::new(),
         });
         let writer = Writer {
-            rx,
             shared: shared.clone(),
         };
-        (Outbox { tx, shared }, writer)
+        (Outbox { shared }, writer)
     }
 
     /// Queues `item`, or gives it back if the connection is gone or over its
     /// budget (in which case its writer is told to cut it off).
     pub fn push(&self, item: Outgoing) -> Result<(), Outgoing> {
         let len = item.bytes().len();
-        let pending = self.shared.pending.fetch_add(len, Ordering::Relaxed) + len;
-        if pending > self.shared.budget && !matches!(item, Outgoing::Close) {
-            self.shared.pending.fetch_sub(len, Ordering::Relaxed);
-            if !self.shared.over_budget.swap(true, Ordering::Relaxed) {
-                self.shared.kick.notify_one();
-            }
+        let mut queue = self.shared.lock();
+        if queue.closed || queue.over_budget {
             return Err(item);
         }
-        self.tx.send(item).map_err(|e| {
-            self.shared.pending.fetch_sub(len, Ordering::Relaxed);
-            e.0
-        })
+        if queue.pending + len > self.shared.budget && !matches!(item, Outgoing::Close) {
+            queue.over_budget = true;
+            drop(queue);
+            self.shared.wake.notify_one();
+            return Err(item);
+        }
+        let was_empty = queue.items.is_empty();
+        queue.pending += len;
+        queue.items.push_back(item);
+        drop(queue);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Queues a reply; a reply to a connection that is gone has nowhere to go.
@@ -171,19 +187,23 @@ impl Outbox {
 
     /// Bytes queued but not yet written to the socket.
     pub fn pending_bytes(&self) -> usize {
-        self.shared.pending.load(Ordering::Relaxed)
-    }
-
-    /// Whether this is the queue of the same connection as `other`.
-    pub fn same_as(&self, other: &Outbox) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        self.shared.lock().pending
     }
 }
 
-/// The receiving side: owns the socket's write half.
+impl Shared {
+    /// The queue is only ever held for a push or a swap, and nothing in it
+    /// can panic while held, so a poisoned lock still holds a sound queue.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The receiving side: drains the queue into the socket.
 #[derive(Debug)]
 pub struct Writer {
-    rx: mpsc::UnboundedReceiver<Outgoing>,
     shared: Arc<Shared>,
 }
 
@@ -191,57 +211,75 @@ impl Writer {
     /// Writes until [`Outgoing::Close`], a write error, or the budget is
     /// exceeded. Whatever is still queued when it returns is dropped, which
     /// hands `delivery: "one"` messages back to their topics.
-    pub async fn run<W: AsyncWrite + Unpin>(mut self, mut sink: W) -> Result<(), WriterError> {
-        let mut batch = Vec::with_capacity(16);
+    pub async fn run<W: AsyncWrite + Unpin>(self, mut sink: W) -> Result<(), WriterError> {
+        let result = self.write_all(&mut sink).await;
+        let left = {
+            let mut queue = self.shared.lock();
+            queue.closed = true;
+            std::mem::take(&mut queue.items)
+        };
+        drop(left);
+        match result {
+            Ok(()) => sink.shutdown().await.map_err(WriterError::Io),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn write_all<W: AsyncWrite + Unpin>(&self, sink: &mut W) -> Result<(), WriterError> {
         loop {
-            tokio::select! {
-                biased;
-                () = self.shared.kick.notified() => {
-                    return Err(WriterError::SlowConsumer {
-                        pending: self.shared.pending.load(Ordering::Relaxed),
-                    });
-                }
-                received = self.rx.recv_many(&mut batch, BATCH) => {
-                    if received == 0 {
-                        return sink.shutdown().await.map_err(WriterError::Io);
+            let mut batch = loop {
+                {
+                    let mut queue = self.shared.lock();
+                    if queue.over_budget {
+                        return Err(WriterError::SlowConsumer {
+                            pending: queue.pending,
+                        });
+                    }
+                    if !queue.items.is_empty() {
+                        break std::mem::take(&mut queue.items);
                     }
                 }
-            }
+                self.shared.wake.notified().await;
+            };
             let close = batch
                 .iter()
                 .position(|item| matches!(item, Outgoing::Close));
             if let Some(close) = close {
                 batch.truncate(close);
             }
-            let written = write_batch(&mut sink, &batch)
+            let written = write_batch(sink, batch.make_contiguous())
                 .await
                 .map_err(WriterError::Io)?;
-            self.shared.pending.fetch_sub(written, Ordering::Relaxed);
-            for item in batch.drain(..) {
+            self.shared.lock().pending -= written;
+            for item in batch {
                 if let Outgoing::Handoff(handoff) = item {
                     handoff.delivered();
                 }
             }
             if close.is_some() {
-                return sink.shutdown().await.map_err(WriterError::Io);
+                return Ok(());
             }
         }
     }
 }
 
+/// Writes every line with as few `writev` calls as the kernel allows.
 async fn write_batch<W: AsyncWrite + Unpin>(sink: &mut W, batch: &[Outgoing]) -> io::Result<usize> {
-    let mut slices: Vec<IoSlice<'_>> = batch
-        .iter()
-        .map(|item| IoSlice::new(item.bytes()))
-        .collect();
-    let total = slices.iter().map(|s| s.len()).sum();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = sink.write_vectored(rest).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+    let mut total = 0;
+    for chunk in batch.chunks(MAX_SLICES) {
+        let mut slices: Vec<IoSlice<'_>> = chunk
+            .iter()
+            .map(|item| IoSlice::new(item.bytes()))
+            .collect();
+        total += slices.iter().map(|s| s.len()).sum::<usize>();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = sink.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
         }
-        IoSlice::advance_slices(&mut rest, n);
     }
     Ok(total)
 }

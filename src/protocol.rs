@@ -154,7 +154,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ProtocolError> {
     if text == "quit" {
         return Ok(Line::Quit);
     }
-    match serde_json::from_str::<Fields>(text) {
+    match parse_fields(text).or_else(|_| parse_fields_deep(text)) {
         Ok(fields) => fields
             .into_command()
             .map(Line::Command)
@@ -173,15 +173,41 @@ fn is_json(text: &str) -> bool {
     value.is_ok() && json.end().is_ok()
 }
 
-/// The keys a command may have, each at most once after last-wins merging.
+/// The keys a command may have, each holding the last value given for it.
+/// A value of the wrong type is kept as such rather than failing the parse,
+/// because a later value for the same key may still make the command valid.
 #[derive(Default)]
 struct Fields<'a> {
-    command: Option<Cow<'a, str>>,
-    topic: Option<Cow<'a, str>>,
-    msg: Option<Cow<'a, str>>,
-    delivery: Option<Cow<'a, str>>,
-    last_seen: Option<i64>,
-    cache: Option<bool>,
+    command: Option<Value<'a>>,
+    topic: Option<Value<'a>>,
+    msg: Option<Value<'a>>,
+    delivery: Option<Value<'a>>,
+    /// `None` inside: present but not an integer.
+    last_seen: Option<Option<i64>>,
+    cache: Option<Value<'a>>,
+}
+
+/// A JSON value reduced to what a command can use.
+enum Value<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Other,
+}
+
+impl<'a> Value<'a> {
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn into_bool(self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 impl<'a> Fields<'a> {
@@ -194,8 +220,16 @@ impl<'a> Fields<'a> {
             last_seen,
             cache,
         } = self;
-        let topic = topic?;
-        match command?.as_ref() {
+        let topic = topic?.into_str()?;
+        let cache = match cache {
+            Some(value) => Some(value.into_bool()?),
+            None => None,
+        };
+        let last_seen = match last_seen {
+            Some(value) => Some(value?),
+            None => None,
+        };
+        match command?.into_str()?.as_ref() {
             "subscribe" if msg.is_none() && delivery.is_none() => {
                 Some(Command::Subscribe(Subscribe {
                     topic,
@@ -212,14 +246,14 @@ impl<'a> Fields<'a> {
                 Some(Command::Unsubscribe { topic })
             }
             "send" if last_seen.is_none() => {
-                let delivery = match delivery?.as_ref() {
+                let delivery = match delivery?.into_str()?.as_ref() {
                     "all" => Delivery::All,
                     "one" => Delivery::One,
                     _ => return None,
                 };
                 Some(Command::Send(Send {
                     topic,
-                    msg: msg?,
+                    msg: msg?.into_str()?,
                     delivery,
                     cache,
                 }))
@@ -227,6 +261,22 @@ impl<'a> Fields<'a> {
             _ => None,
         }
     }
+}
+
+/// Reads the command keys of one JSON object. A line that fails this fast
+/// path (an unknown key, a value nested deeper than serde_json's default
+/// limit) is read again by [`parse_fields_deep`] before it is judged.
+fn parse_fields(text: &str) -> serde_json::Result<Fields<'_>> {
+    serde_json::from_str(text)
+}
+
+/// Like [`parse_fields`] with no nesting limit; nesting costs heap, not stack.
+fn parse_fields_deep(text: &str) -> serde_json::Result<Fields<'_>> {
+    let mut json = serde_json::Deserializer::from_str(text);
+    json.disable_recursion_limit();
+    let fields = Fields::deserialize(serde_stacker::Deserializer::new(&mut json))?;
+    json.end()?;
+    Ok(fields)
 }
 
 impl<'de> Deserialize<'de> for Fields<'de> {
@@ -246,17 +296,18 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Fields::default();
-        while let Some(Text(key)) = map.next_key::<Text>()? {
+        while let Some(key) = map.next_key::<Value>()? {
+            let Value::Str(key) = key else {
+                return Err(de::Error::custom("a key is a string"));
+            };
             match key.as_ref() {
-                "command" => fields.command = Some(map.next_value::<Text>()?.0),
-                "topic" => fields.topic = Some(map.next_value::<Text>()?.0),
-                "msg" => fields.msg = Some(map.next_value::<Text>()?.0),
-                "delivery" => fields.delivery = Some(map.next_value::<Text>()?.0),
+                "command" => fields.command = Some(map.next_value()?),
+                "topic" => fields.topic = Some(map.next_value()?),
+                "msg" => fields.msg = Some(map.next_value()?),
+                "delivery" => fields.delivery = Some(map.next_value()?),
                 "last_seen" => {
                     let raw = map.next_value::<&RawValue>()?;
-                    let integer = parse_integer(raw.get())
-                        .ok_or_else(|| de::Error::custom("not an integer"))?;
-                    fields.last_seen = Some(integer);
+                    fields.last_seen = Some(parse_integer(raw.get()));
                 }
                 "cache" => fields.cache = Some(map.next_value()?),
                 _ => return Err(de::Error::custom("unknown key")),
@@ -277,35 +328,63 @@ fn parse_integer(text: &str) -> Option<i64> {
     text.parse().ok()
 }
 
-/// A JSON string that borrows from the input unless it had escapes
-/// (serde's own `Cow<str>` always copies).
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
+impl<'de> Deserialize<'de> for Value<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(TextVisitor)
+        deserializer.deserialize_any(ValueVisitor)
     }
 }
 
-struct TextVisitor;
+/// Keeps strings (borrowed from the input unless they had escapes; serde's
+/// own `Cow<str>` always copies) and booleans, and skips anything else.
+struct ValueVisitor;
 
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
+        f.write_str("any JSON value")
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Borrowed(v)))
+        Ok(Value::Str(Cow::Borrowed(v)))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(v.to_owned())))
+        Ok(Value::Str(Cow::Owned(v.to_owned())))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(v)))
+        Ok(Value::Str(Cow::Owned(v)))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Value::Other)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Value::Other)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Value::Other)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Value::Other)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Other)
     }
 }
 
@@ -450,6 +529,28 @@ mod tests {
         assert_eq!(
             command(r#"{"command": "send", "topic": "a", "command": "unsubscribe"}"#),
             Command::Unsubscribe { topic: "a".into() }
+        );
+    }
+
+    #[test]
+    fn a_wrong_typed_value_overridden_by_a_valid_one_counts() {
+        assert_eq!(
+            command(r#"{"command": 1, "topic": ["x"], "topic": "a", "command": "unsubscribe"}"#),
+            Command::Unsubscribe { topic: "a".into() }
+        );
+        assert_eq!(
+            command(
+                r#"{"command": "subscribe", "topic": "a", "last_seen": 2.5, "last_seen": 3, "cache": {}, "cache": false}"#
+            ),
+            Command::Subscribe(Subscribe {
+                topic: "a".into(),
+                last_seen: 3,
+                cache: false
+            })
+        );
+        assert_eq!(
+            error(br#"{"command": "unsubscribe", "topic": "a", "topic": 5}"#),
+            ProtocolError::Malformed
         );
     }
 

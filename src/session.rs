@@ -106,6 +106,20 @@ impl SessionActor {
         })
     }
 
+    /// Shutdown has begun: read no more commands, and close once every
+    /// topic has handed out what this connection is owed.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reading) = self.reading.take() {
+            ctx.cancel_future(reading);
+        }
+        ctx.spawn(
+            self.shutdown
+                .closing()
+                .into_actor(self)
+                .map(|(), _, ctx| ctx.stop()),
+        );
+    }
+
     fn handle_line(&mut self, line: &[u8], ctx: &mut Context<Self>) {
         match protocol::parse_line(line) {
             Err(error) => self.outbox.reply(error.reply()),
@@ -239,18 +253,11 @@ impl Actor for SessionActor {
                 session.do_send(WriterStopped(error));
             }
         });
-        let closing = self.shutdown.closing();
         ctx.spawn(
             self.shutdown
                 .draining()
                 .into_actor(self)
-                .then(|(), session, ctx| {
-                    if let Some(reading) = session.reading.take() {
-                        ctx.cancel_future(reading);
-                    }
-                    closing.into_actor(session)
-                })
-                .map(|(), _, ctx| ctx.stop()),
+                .map(|(), session, ctx| session.drain(ctx)),
         );
     }
 

@@ -149,7 +149,6 @@ fn a_port_in_use_is_a_one_line_error_and_exit_code_1() {
 }
 
 #[test]
-#[ignore = "server bug: with the default --max-connections, the open-files warning is printed before the port-in-use error, so stderr has two lines where the hard RLIMIT_NOFILE is below 100064"]
 fn a_port_in_use_with_the_bare_command_line_is_a_one_line_error() {
     let (port, output) = start_on_a_taken_port(&[]);
     assert_one_line_error_and_exit_1(port, &output);
