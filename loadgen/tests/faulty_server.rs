@@ -72,7 +72,15 @@ fn reordered_deliveries_are_reported() {
 
 #[test]
 fn a_queue_message_delivered_twice_is_reported() {
-    let args = ["queue", "--clients", "3", "--messages", "300"];
+    let args = [
+        "queue",
+        "--clients",
+        "3",
+        "--messages",
+        "300",
+        "--timeout",
+        "2",
+    ];
     let server = FakeServer::start(Fault::None);
     let run = loadgen(server.addr(), &args);
     assert!(run.succeeded(), "{}", run.explain());
@@ -98,7 +106,15 @@ fn a_queue_message_lost_is_reported() {
 
 #[test]
 fn pairs_catch_a_drop_and_pass_without_it() {
-    let args = ["pairs", "--clients", "4", "--messages", "400"];
+    let args = [
+        "pairs",
+        "--clients",
+        "4",
+        "--messages",
+        "400",
+        "--timeout",
+        "2",
+    ];
     let server = FakeServer::start(Fault::None);
     let run = loadgen(server.addr(), &args);
     assert!(run.succeeded(), "{}", run.explain());
@@ -112,7 +128,15 @@ fn pairs_catch_a_drop_and_pass_without_it() {
 
 #[test]
 fn replay_checks_each_suffix() {
-    let args = ["replay", "--clients", "4", "--messages", "50"];
+    let args = [
+        "replay",
+        "--clients",
+        "4",
+        "--messages",
+        "50",
+        "--timeout",
+        "2",
+    ];
     let server = FakeServer::start(Fault::None);
     let run = loadgen(server.addr(), &args);
     assert!(run.succeeded(), "{}", run.explain());

@@ -33,6 +33,16 @@ pub enum Fault {
     AckOnly,
 }
 
+/// The protocol a fake server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Mq,
+    /// NATS core: INFO, CONNECT, PING/PONG, SUB (with queue groups), PUB/MSG.
+    Nats,
+    /// Redis RESP3: HELLO, SUBSCRIBE, PUBLISH, PING.
+    Redis,
+}
+
 /// Which delivery the fault hits unless told: late enough that the run is
 /// under way.
 const FAULT_AT: u64 = 10;
@@ -53,6 +63,11 @@ impl FakeServer {
 
     /// A server whose fault hits its `at`-th delivery (counting from 1).
     pub fn start_at(fault: Fault, at: u64) -> FakeServer {
+        FakeServer::speaking(Dialect::Mq, fault, at)
+    }
+
+    /// A server speaking `dialect`, whose fault hits its `at`-th delivery.
+    pub fn speaking(dialect: Dialect, fault: Fault, at: u64) -> FakeServer {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -71,7 +86,7 @@ impl FakeServer {
                     if fault == Fault::AckOnly {
                         tokio::spawn(ack_only(stream));
                     } else {
-                        tokio::spawn(serve(stream, id, state.clone()));
+                        tokio::spawn(serve(dialect, stream, id, state.clone()));
                     }
                 }
             });
@@ -94,7 +109,16 @@ struct Topic {
     cache: VecDeque<(u64, String, bool)>,
 }
 
+/// A NATS subscription: its connection, its id there, whether it is in the
+/// queue group.
+struct NatsSub {
+    conn: u64,
+    sid: String,
+    grouped: bool,
+}
+
 struct Broker {
+    nats_subs: HashMap<String, Vec<NatsSub>>,
     fault: Fault,
     fault_at: u64,
     deliveries: u64,
@@ -107,6 +131,7 @@ struct Broker {
 impl Broker {
     fn new(fault: Fault, fault_at: u64) -> Broker {
         Broker {
+            nats_subs: HashMap::new(),
             fault,
             fault_at,
             deliveries: 0,
@@ -127,10 +152,16 @@ impl Broker {
             })
     }
 
-    fn reply(&self, conn: u64, line: String) {
+    /// Queues a complete frame for `conn`.
+    fn reply(&self, conn: u64, frame: String) {
         if let Some(out) = self.outboxes.get(&conn) {
-            let _ = out.send(line);
+            let _ = out.send(frame);
         }
+    }
+
+    /// Queues an mq line for `conn`.
+    fn line(&self, conn: u64, line: String) {
+        self.reply(conn, format!("{line}\r\n"));
     }
 
     fn deliver(&mut self, conn: u64, line: String) {
@@ -160,7 +191,7 @@ impl Broker {
             return;
         }
         let Ok(Value::Object(mut cmd)) = serde_json::from_str::<Value>(line) else {
-            return self.reply(
+            return self.line(
                 conn,
                 json!({"success": false, "reason": "Could not parse json"}).to_string(),
             );
@@ -176,7 +207,7 @@ impl Broker {
                 if !t.subscribers.contains(&conn) {
                     t.subscribers.push(conn);
                 }
-                self.reply(conn, ok);
+                self.line(conn, ok);
                 if cmd.get("cache") == Some(&Value::Bool(false)) {
                     return;
                 }
@@ -196,7 +227,7 @@ impl Broker {
             }
             Some("unsubscribe") => {
                 self.topic(&topic).subscribers.retain(|&c| c != conn);
-                self.reply(conn, ok);
+                self.line(conn, ok);
             }
             Some("send") => {
                 let one = cmd.get("delivery").and_then(Value::as_str) == Some("one");
@@ -204,7 +235,7 @@ impl Broker {
                 let index = t.next_index;
                 t.next_index += 1;
                 cmd.insert("index".into(), json!(index));
-                let delivered = Value::Object(cmd).to_string();
+                let delivered = format!("{}\r\n", Value::Object(cmd));
                 let targets: Vec<u64> = if one {
                     if t.subscribers.is_empty() {
                         vec![]
@@ -226,12 +257,104 @@ impl Broker {
                 for target in targets {
                     self.deliver(target, delivered.clone());
                 }
-                self.reply(conn, ok);
+                self.line(conn, ok);
             }
-            _ => self.reply(
+            _ => self.line(
                 conn,
                 json!({"success": false, "reason": "Malformed json message"}).to_string(),
             ),
+        }
+    }
+
+    /// Carries out one NATS control line, with the payload that follows a
+    /// PUB.
+    fn handle_nats(&mut self, conn: u64, line: &str, payload: Option<&str>) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["PING"] => self.reply(conn, "PONG\r\n".into()),
+            ["SUB", subject, rest @ ..] => {
+                let (grouped, sid) = match rest {
+                    [_, sid] => (true, sid),
+                    [sid] => (false, sid),
+                    _ => return self.reply(conn, "-ERR 'Invalid Subject'\r\n".into()),
+                };
+                let sub = NatsSub {
+                    conn,
+                    sid: sid.to_string(),
+                    grouped,
+                };
+                self.nats_subs
+                    .entry(subject.to_string())
+                    .or_default()
+                    .push(sub);
+            }
+            ["PUB", subject, _] => {
+                let payload = payload.unwrap_or_default();
+                let cursor = {
+                    let t = self.topic(subject);
+                    t.cursor += 1;
+                    t.cursor
+                };
+                let subs = self.nats_subs.get(*subject).map_or(&[][..], Vec::as_slice);
+                let grouped: Vec<&NatsSub> = subs.iter().filter(|s| s.grouped).collect();
+                let mut targets: Vec<&NatsSub> = subs.iter().filter(|s| !s.grouped).collect();
+                if !grouped.is_empty() {
+                    targets.push(grouped[cursor % grouped.len()]);
+                }
+                let frames: Vec<(u64, String)> = targets
+                    .iter()
+                    .map(|s| {
+                        let frame =
+                            format!("MSG {subject} {} {}\r\n{payload}\r\n", s.sid, payload.len());
+                        (s.conn, frame)
+                    })
+                    .collect();
+                for (target, frame) in frames {
+                    self.deliver(target, frame);
+                }
+            }
+            ["CONNECT", ..] | ["PONG"] => {}
+            _ => self.reply(conn, "-ERR 'Unknown Protocol Operation'\r\n".into()),
+        }
+    }
+
+    /// Carries out one Redis command.
+    fn handle_redis(&mut self, conn: u64, args: &[String]) {
+        let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["HELLO", "3"] => {
+                self.reply(conn, format!("%1\r\n{}{}", bulk("server"), bulk("redis")))
+            }
+            ["PING"] => self.reply(conn, "+PONG\r\n".into()),
+            ["SUBSCRIBE", channel] => {
+                let t = self.topic(channel);
+                if !t.subscribers.contains(&conn) {
+                    t.subscribers.push(conn);
+                }
+                self.reply(
+                    conn,
+                    format!(">3\r\n{}{}:1\r\n", bulk("subscribe"), bulk(channel)),
+                );
+            }
+            ["PUBLISH", channel, message] => {
+                let targets = self.topic(channel).subscribers.clone();
+                let frame = format!(
+                    ">3\r\n{}{}{}",
+                    bulk("message"),
+                    bulk(channel),
+                    bulk(message)
+                );
+                for &target in &targets {
+                    self.deliver(target, frame.clone());
+                }
+                self.reply(conn, format!(":{}\r\n", targets.len()));
+            }
+            _ => self.reply(conn, "-ERR unknown command\r\n".into()),
         }
     }
 
@@ -239,6 +362,9 @@ impl Broker {
         self.outboxes.remove(&conn);
         for topic in self.topics.values_mut() {
             topic.subscribers.retain(|&c| c != conn);
+        }
+        for subs in self.nats_subs.values_mut() {
+            subs.retain(|s| s.conn != conn);
         }
     }
 }
@@ -258,19 +384,23 @@ async fn ack_only(mut stream: TcpStream) {
     }
 }
 
-async fn serve(stream: TcpStream, id: u64, state: Arc<Mutex<Broker>>) {
+async fn serve(dialect: Dialect, stream: TcpStream, id: u64, state: Arc<Mutex<Broker>>) {
     let (read, mut write) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     state.lock().unwrap().outboxes.insert(id, tx);
+    if dialect == Dialect::Nats {
+        state
+            .lock()
+            .unwrap()
+            .reply(id, "INFO {\"server_id\":\"fake\"}\r\n".into());
+    }
     let writer = tokio::spawn(async move {
         let mut buf = Vec::new();
-        while let Some(line) = rx.recv().await {
+        while let Some(frame) = rx.recv().await {
             buf.clear();
-            buf.extend_from_slice(line.as_bytes());
-            buf.extend_from_slice(b"\r\n");
-            while let Ok(line) = rx.try_recv() {
-                buf.extend_from_slice(line.as_bytes());
-                buf.extend_from_slice(b"\r\n");
+            buf.extend_from_slice(frame.as_bytes());
+            while let Ok(frame) = rx.try_recv() {
+                buf.extend_from_slice(frame.as_bytes());
             }
             if write.write_all(&buf).await.is_err() {
                 break;
@@ -279,10 +409,35 @@ async fn serve(stream: TcpStream, id: u64, state: Arc<Mutex<Broker>>) {
     });
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim() == "quit" {
-            break;
+        match dialect {
+            Dialect::Mq if line.trim() == "quit" => break,
+            Dialect::Mq => state.lock().unwrap().handle(id, &line),
+            Dialect::Nats => {
+                // Payloads here never hold a line break, so a PUB's payload
+                // is the next line.
+                let payload = if line.starts_with("PUB ") {
+                    lines.next_line().await.ok().flatten()
+                } else {
+                    None
+                };
+                state
+                    .lock()
+                    .unwrap()
+                    .handle_nats(id, &line, payload.as_deref());
+            }
+            Dialect::Redis => {
+                let count: usize = line.trim_start_matches('*').parse().unwrap_or(0);
+                let mut args = Vec::new();
+                for _ in 0..count * 2 {
+                    match lines.next_line().await {
+                        Ok(Some(part)) => args.push(part),
+                        _ => break,
+                    }
+                }
+                let args: Vec<String> = args.into_iter().skip(1).step_by(2).collect();
+                state.lock().unwrap().handle_redis(id, &args);
+            }
         }
-        state.lock().unwrap().handle(id, &line);
     }
     state.lock().unwrap().disconnect(id);
     let _ = writer.await;
