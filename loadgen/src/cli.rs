@@ -70,7 +70,8 @@ pub struct Args {
     #[arg(long, short)]
     pub messages: Option<u64>,
 
-    /// Length of each message's text in bytes (at least its ~45-byte header)
+    /// Length of each message's text in bytes (never shorter than its header,
+    /// about 30 bytes)
     #[arg(long, short, default_value_t = 64)]
     pub size: usize,
 
