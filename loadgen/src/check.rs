@@ -182,6 +182,24 @@ impl Gaps {
     }
 }
 
+/// What the publishers did, per publisher: the messages the server
+/// acknowledged are owed; those sent but never acknowledged may arrive or
+/// not (their missing reply is its own violation); any other is corrupt.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub acked: Vec<u64>,
+    pub sent: Vec<u64>,
+}
+
+impl Published {
+    /// Publisher `p`'s acknowledged and sent counts.
+    fn of(&self, p: usize) -> (u64, u64) {
+        let acked = self.acked.get(p).copied().unwrap_or(0);
+        let sent = self.sent.get(p).copied().unwrap_or(0);
+        (acked.min(sent), sent)
+    }
+}
+
 /// How a delivery relates to what its receiver was owed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -246,16 +264,17 @@ impl Stream {
         }
     }
 
-    /// Counts what never arrived, and what arrived but was never sent, once
-    /// the publisher is known to have sent `sent` messages.
-    fn tally(&self, publisher: u32, sent: u64, violations: &mut Violations) {
-        let owed = self.owed(sent);
+    /// Counts what was acknowledged but never arrived, and what arrived but
+    /// was never sent, once the publisher's counts are final.
+    fn tally(&self, publisher: u32, (acked, sent): (u64, u64), violations: &mut Violations) {
+        let owed = self.owed(acked);
         let missing = owed - self.next.min(owed) + self.gaps.below(owed) + self.gaps.written_off;
         violations.add(Kind::Missing, missing, || {
             format!("{missing} message(s) of publisher {publisher} never arrived")
         });
-        if self.next > owed {
-            let beyond = (self.next - owed) - (self.gaps.len - self.gaps.below(owed));
+        let possible = self.owed(sent);
+        if self.next > possible {
+            let beyond = (self.next - possible) - (self.gaps.len - self.gaps.below(possible));
             violations.add(Kind::Corrupt, beyond, || {
                 format!("{beyond} message(s) numbered past the {sent} publisher {publisher} sent")
             });
@@ -294,26 +313,27 @@ impl Ledger {
         Some(first)
     }
 
-    /// Counts messages no worker got, and deliveries of messages never sent.
-    pub fn tally(&self, sent: &[u64]) -> Violations {
+    /// Counts acknowledged messages no worker got, and deliveries of
+    /// messages never sent.
+    pub fn tally(&self, published: &Published) -> Violations {
         let mut violations = Violations::default();
         for (publisher, bits) in self.bits.iter().enumerate() {
-            let sent = sent.get(publisher).copied().unwrap_or(0);
+            let (acked, sent) = published.of(publisher);
             let mut got = 0u64;
             let mut beyond = 0u64;
             for (word, &w) in bits.iter().enumerate() {
                 let base = word as u64 * 64;
                 for bit in 0..64 {
                     if w & (1 << bit) != 0 {
-                        if base + bit < sent {
+                        if base + bit < acked {
                             got += 1;
-                        } else {
+                        } else if base + bit >= sent {
                             beyond += 1;
                         }
                     }
                 }
             }
-            let missing = sent - got;
+            let missing = acked - got;
             violations.add(Kind::Missing, missing, || {
                 format!("{missing} message(s) of publisher {publisher} reached no worker")
             });
@@ -491,15 +511,14 @@ impl Receiver {
         }
     }
 
-    /// Counts what this receiver was owed but never got, given how many
-    /// messages each publisher sent, and returns every violation it saw.
-    pub fn finish(mut self, sent: &[u64]) -> Violations {
+    /// Counts what this receiver was owed but never got, given what each
+    /// publisher did, and returns every violation it saw.
+    pub fn finish(mut self, published: &Published) -> Violations {
         if let Expect::Streams(streams) = &self.expect {
             let mut ids: Vec<_> = streams.keys().copied().collect();
             ids.sort_unstable();
             for id in ids {
-                let sent = sent.get(id as usize).copied().unwrap_or(0);
-                streams[&id].tally(id, sent, &mut self.violations);
+                streams[&id].tally(id, published.of(id as usize), &mut self.violations);
             }
         }
         self.violations
@@ -533,6 +552,13 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    fn all_acked(sent: &[u64]) -> Published {
+        Published {
+            acked: sent.to_vec(),
+            sent: sent.to_vec(),
+        }
+    }
+
     fn fanout_receiver() -> Receiver {
         Receiver::new("t".into(), RUN, Expect::all_of(1))
     }
@@ -550,14 +576,14 @@ mod tests {
         let mut r = fanout_receiver();
         run(&mut r, &[(0, 0), (1, 1), (2, 2)]);
         assert_eq!(r.fresh, 3);
-        assert_eq!(r.finish(&[3]).total(), 0);
+        assert_eq!(r.finish(&all_acked(&[3])).total(), 0);
     }
 
     #[test]
     fn a_drop_is_missing() {
         let mut r = fanout_receiver();
         run(&mut r, &[(0, 0), (2, 2)]);
-        let v = r.finish(&[3]);
+        let v = r.finish(&all_acked(&[3]));
         assert_eq!((v.missing, v.total()), (1, 1));
     }
 
@@ -565,14 +591,29 @@ mod tests {
     fn a_missing_tail_is_missing() {
         let mut r = fanout_receiver();
         run(&mut r, &[(0, 0)]);
-        assert_eq!(r.finish(&[3]).missing, 2);
+        assert_eq!(r.finish(&all_acked(&[3])).missing, 2);
+    }
+
+    #[test]
+    fn unacknowledged_messages_may_be_missing() {
+        let published = Published {
+            acked: vec![2],
+            sent: vec![4],
+        };
+        let mut r = fanout_receiver();
+        run(&mut r, &[(0, 0), (1, 1), (2, 2)]);
+        assert_eq!(r.finish(&published).total(), 0);
+        let mut r = fanout_receiver();
+        run(&mut r, &[(0, 0), (3, 3), (4, 4)]);
+        let v = r.finish(&published);
+        assert_eq!((v.missing, v.corrupt), (1, 1), "{v:?}");
     }
 
     #[test]
     fn a_duplicate_is_counted_once() {
         let mut r = fanout_receiver();
         run(&mut r, &[(0, 0), (1, 1), (1, 1), (2, 2)]);
-        let v = r.finish(&[3]);
+        let v = r.finish(&all_acked(&[3]));
         assert_eq!((v.duplicate, v.total()), (1, 1));
     }
 
@@ -581,7 +622,7 @@ mod tests {
         let mut r = fanout_receiver();
         run(&mut r, &[(0, 0), (2, 2), (1, 1), (3, 3)]);
         assert_eq!(r.fresh, 4);
-        let v = r.finish(&[4]);
+        let v = r.finish(&all_acked(&[4]));
         assert_eq!((v.out_of_order, v.total()), (1, 1), "{v:?}");
     }
 
@@ -589,7 +630,7 @@ mod tests {
     fn a_decreasing_index_is_out_of_order() {
         let mut r = fanout_receiver();
         run(&mut r, &[(0, 5), (1, 4)]);
-        assert_eq!(r.finish(&[2]).out_of_order, 1);
+        assert_eq!(r.finish(&all_acked(&[2])).out_of_order, 1);
     }
 
     #[test]
@@ -608,7 +649,7 @@ mod tests {
     fn messages_never_sent_are_corrupt() {
         let mut r = fanout_receiver();
         run(&mut r, &[(0, 0), (1, 1), (5, 2)]);
-        let v = r.finish(&[2]);
+        let v = r.finish(&all_acked(&[2]));
         assert_eq!((v.corrupt, v.missing), (1, 0), "{v:?}");
     }
 
@@ -650,7 +691,7 @@ mod tests {
         run(&mut a, &[(0, 0), (2, 2)]);
         run(&mut b, &[(1, 1), (2, 2)]);
         assert_eq!(b.violations.duplicate, 1);
-        let total = ledger.lock().unwrap().tally(&[4]);
+        let total = ledger.lock().unwrap().tally(&all_acked(&[4]));
         assert_eq!((total.missing, total.corrupt), (1, 0));
     }
 

@@ -141,14 +141,8 @@ pub async fn run(
                 send_error = Some(format!("writing: {e}"));
             }
         };
-        let receiving = read(
-            reader,
-            &mut state,
-            send.is_some(),
-            &window,
-            &live,
-            phase.clone(),
-        );
+        let publisher = send.as_ref().map(|plan| plan.publisher as usize);
+        let receiving = read(reader, &mut state, publisher, &window, &live, phase.clone());
         tokio::join!(sending, receiving);
     }
     let sent = window.sent.load(Ordering::Acquire);
@@ -195,11 +189,12 @@ impl ReadState {
 async fn read(
     reader: &mut Reader,
     state: &mut ReadState,
-    publishes: bool,
+    publisher: Option<usize>,
     window: &Window,
     live: &Live,
     mut phase: watch::Receiver<Phase>,
 ) {
+    let publishes = publisher.is_some();
     let mut publishing = publishes;
     let mut now_ns = live.clock.now_ns();
     loop {
@@ -209,6 +204,9 @@ async fn read(
             window.release(acks);
             state.acked += acks;
             live.acked.fetch_add(acks, Ordering::Relaxed);
+            if let Some(slot) = publisher.and_then(|p| live.acked_by_publisher.get(p)) {
+                slot.fetch_add(acks, Ordering::Relaxed);
+            }
             live.last_ack_ns.fetch_max(now_ns, Ordering::Relaxed);
         }
         if fresh > 0 {

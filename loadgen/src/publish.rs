@@ -155,8 +155,8 @@ impl Window {
 }
 
 /// Sends until the plan's quota or deadline, the phase leaving
-/// [`Phase::Run`], or the window being closed; then publishes its final
-/// count and marks the window done.
+/// [`Phase::Run`], or the window being closed; then counts itself stopped and
+/// marks the window done.
 pub async fn send(
     writer: &mut Writer,
     plan: &SendPlan,
@@ -165,9 +165,6 @@ pub async fn send(
     mut phase: watch::Receiver<Phase>,
 ) -> io::Result<()> {
     let result = send_until_stopped(writer, plan, window, live, &mut phase).await;
-    if let Some(slot) = live.sent_by_publisher.get(plan.publisher as usize) {
-        slot.store(window.sent.load(Ordering::Acquire), Ordering::Relaxed);
-    }
     live.writers_stopped.fetch_add(1, Ordering::Release);
     window.finish();
     result
@@ -201,7 +198,7 @@ async fn send_until_stopped(
         };
         if let Some(at) = scheduled.filter(|&at| at > Instant::now()) {
             window.sync(writer, &mut unsynced);
-            flush(writer, window, &mut unflushed, live).await?;
+            flush(writer, window, live, plan.publisher, &mut unflushed).await?;
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
                 _ = &mut stopping => break,
@@ -213,7 +210,7 @@ async fn send_until_stopped(
             Err(TryAcquireError::Closed) => break,
             Err(TryAcquireError::NoPermits) => {
                 window.sync(writer, &mut unsynced);
-                flush(writer, window, &mut unflushed, live).await?;
+                flush(writer, window, live, plan.publisher, &mut unflushed).await?;
                 tokio::select! {
                     permit = window.permits.acquire() => match permit {
                         Ok(permit) => permit.forget(),
@@ -244,24 +241,29 @@ async fn send_until_stopped(
             window.sync(writer, &mut unsynced);
         }
         if writer.buffered() >= FLUSH_AT {
-            flush(writer, window, &mut unflushed, live).await?;
+            flush(writer, window, live, plan.publisher, &mut unflushed).await?;
         }
     }
     window.sync(writer, &mut unsynced);
-    flush(writer, window, &mut unflushed, live).await
+    flush(writer, window, live, plan.publisher, &mut unflushed).await
 }
 
 /// Sends what is queued, with any answers owed to the server's pings. The
 /// messages count as sent before the write, so that a write blocked by a
-/// stalled server still shows as outstanding.
+/// stalled server still shows as outstanding, and the publisher's count is
+/// known even if it never stops.
 async fn flush(
     writer: &mut Writer,
     window: &Window,
-    unflushed: &mut u64,
     live: &Live,
+    publisher: u32,
+    unflushed: &mut u64,
 ) -> io::Result<()> {
     window.answer_pings(writer);
     live.sent.fetch_add(*unflushed, Ordering::Relaxed);
     *unflushed = 0;
+    if let Some(slot) = live.sent_by_publisher.get(publisher as usize) {
+        slot.store(window.sent.load(Ordering::Acquire), Ordering::Relaxed);
+    }
     writer.flush().await
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
+use crate::check::Published;
+
 /// Longest latency the histograms resolve; anything longer is recorded as
 /// this, and a run that long has already failed its stall checks.
 const LATENCY_CEILING: Duration = Duration::from_secs(3600);
@@ -61,8 +63,10 @@ pub struct Live {
     /// Publishers that have stopped sending and have every reply they will
     /// get.
     pub publishers_done: AtomicUsize,
-    /// Final number of messages each publisher sent, set when it stops.
+    /// Messages each publisher has sent, final once it has stopped.
     pub sent_by_publisher: Vec<AtomicU64>,
+    /// Messages of each publisher the server has acknowledged.
+    pub acked_by_publisher: Vec<AtomicU64>,
     pub latencies: Latencies,
 }
 
@@ -80,16 +84,29 @@ impl Live {
             writers_stopped: AtomicUsize::new(0),
             publishers_done: AtomicUsize::new(0),
             sent_by_publisher: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            acked_by_publisher: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
             latencies: Latencies::new()?,
         })
     }
 
-    /// The final per-publisher send counts.
-    pub fn sent_counts(&self) -> Vec<u64> {
-        self.sent_by_publisher
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .collect()
+    /// What each publisher sent and had acknowledged so far.
+    pub fn published(&self) -> Published {
+        let load =
+            |counts: &[AtomicU64]| counts.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+        Published {
+            acked: load(&self.acked_by_publisher),
+            sent: load(&self.sent_by_publisher),
+        }
+    }
+
+    /// Marks `n` messages as sent by `publisher`, acknowledged as well, for a
+    /// phase that checks messages published in an earlier one.
+    pub fn already_published(&self, publisher: usize, n: u64) {
+        for counts in [&self.sent_by_publisher, &self.acked_by_publisher] {
+            if let Some(slot) = counts.get(publisher) {
+                slot.store(n, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -218,6 +218,39 @@ fn a_server_that_never_delivers_is_given_up_on() {
 }
 
 #[test]
+fn a_stalled_server_cannot_hang_it() {
+    for args in [
+        &[
+            "fanout",
+            "--clients",
+            "2",
+            "--messages",
+            "1000000",
+            "--timeout",
+            "1",
+        ][..],
+        &[
+            "fanout",
+            "--clients",
+            "2",
+            "--duration",
+            "60",
+            "--timeout",
+            "1",
+        ],
+        &["pairs", "--clients", "3", "--timeout", "1"],
+    ] {
+        let server = FakeServer::start(Fault::Stall);
+        let run = loadgen(server.addr(), args);
+        assert!(!run.succeeded(), "{}", run.explain());
+        assert!(run.num("/correctness/unacked") > 0.0, "{}", run.explain());
+        let stdout = String::from_utf8_lossy(&run.output.stdout);
+        assert!(stdout.contains("no reply from the server"), "{stdout}");
+        assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+    }
+}
+
+#[test]
 fn an_open_loop_run_keeps_its_rate() {
     let server = FakeServer::start(Fault::None);
     let run = loadgen(

@@ -20,7 +20,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::check::Violations;
+use crate::check::{Published, Violations};
 use crate::cli::{Args, Scenario};
 use crate::client::{Conn, Delivery, Subscription, Topic};
 use crate::limits::explain_connect_error;
@@ -221,8 +221,8 @@ pub fn plan(
 /// What a measured phase produced.
 pub struct Driven {
     pub outcomes: Vec<Outcome>,
-    /// Final messages sent per publisher.
-    pub sent: Vec<u64>,
+    /// What each publisher sent and had acknowledged.
+    pub published: Published,
     /// Deliveries owed to all receivers together.
     pub owed: u64,
     /// When the phase started, on the run's clock.
@@ -236,7 +236,8 @@ pub struct Driven {
 
 /// Runs the measured phase: starts every peer, lets the publishers publish
 /// until their deadline or quota, waits for every owed delivery (`owed`
-/// computes them from the final send counts), and stops everyone. Every wait
+/// computes them from the acknowledged counts per publisher), and stops
+/// everyone. Every wait
 /// is bounded: by `--timeout` without progress, and by [`GRACE`] after the
 /// end of publishing.
 pub async fn drive(
@@ -287,8 +288,8 @@ pub async fn drive(
     {
         tokio::time::sleep(TICK).await;
     }
-    let sent = live.sent_counts();
-    let owed = owed(&sent);
+    let published = live.published();
+    let owed = owed(&published.acked);
 
     ctx.progress
         .phase(format!("{label}: waiting for the last deliveries"));
@@ -331,7 +332,7 @@ pub async fn drive(
     }
     Driven {
         outcomes,
-        sent,
+        published,
         owed,
         start_ns: ctx.clock.ns_at(start),
         elapsed: start.elapsed(),
@@ -396,7 +397,7 @@ pub fn blank_report(ctx: &Ctx, params: Params) -> Report {
 }
 
 /// Turns a measured phase into a report: finishes every receiver's checks
-/// against the final send counts, adds up the figures and the violations.
+/// against what the publishers did, adds up the figures and the violations.
 pub fn summarize(ctx: &Ctx, live: &Live, driven: Driven, params: Params) -> anyhow::Result<Report> {
     let mut report = blank_report(ctx, params);
     let mut correctness = Violations::default();
@@ -405,7 +406,7 @@ pub fn summarize(ctx: &Ctx, live: &Live, driven: Driven, params: Params) -> anyh
         report.acked += outcome.acked;
         correctness.merge(outcome.violations);
         if let Some(recv) = outcome.recv {
-            correctness.merge(recv.finish(&driven.sent));
+            correctness.merge(recv.finish(&driven.published));
         }
         if let Some(error) = outcome.error {
             report.connection_errors += 1;

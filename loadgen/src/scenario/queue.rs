@@ -52,12 +52,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         .iter()
         .filter_map(|o| o.recv.as_ref().map(|r| r.fresh))
         .collect();
-    let sent = driven.sent.clone();
+    let published = driven.published.clone();
     let mut report = summarize(ctx, &live, driven, Params::new(args, &topic.name))?;
     let overall = ledger
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .tally(&sent);
+        .tally(&published);
     report.violations += overall.total();
     report.correctness.merge(overall);
 

@@ -56,7 +56,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         .outcomes
         .iter()
         .find_map(|o| o.recv.as_ref().map(|r| (r.first_index, r.last_index)));
-    let published = driven.sent.first().copied().unwrap_or(0);
+    let published = driven.published.sent.first().copied().unwrap_or(0);
     let publishing = summarize(ctx, &live, driven, params())?;
     let Some((Some(first), Some(last))) = indices.filter(|_| publishing.is_clean()) else {
         return Ok(publishing);
@@ -97,9 +97,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         })
         .collect();
     let live = Arc::new(Live::new(ctx.clock, 1)?);
-    if let Some(slot) = live.sent_by_publisher.first() {
-        slot.store(published, std::sync::atomic::Ordering::Relaxed);
-    }
+    live.already_published(0, published);
     let driven = drive(ctx, &live, "replay", peers, |_| owed_total).await;
 
     let mut completion = empty_histogram()?;

@@ -28,6 +28,8 @@ pub enum Fault {
     Duplicate,
     /// Delivers it after the next one to the same connection.
     Reorder,
+    /// Goes silent from that delivery on, keeping every connection open.
+    Stall,
     /// Acknowledges every line without reading it and delivers nothing: the
     /// fastest server possible, to show what loadgen can send.
     AckOnly,
@@ -126,6 +128,8 @@ struct Broker {
     outboxes: HashMap<u64, mpsc::UnboundedSender<String>>,
     /// A delivery held back to be sent after the next one (reorder).
     held: HashMap<u64, String>,
+    /// Set once a stalling server has gone silent.
+    silent: bool,
 }
 
 impl Broker {
@@ -138,6 +142,7 @@ impl Broker {
             topics: HashMap::new(),
             outboxes: HashMap::new(),
             held: HashMap::new(),
+            silent: false,
         }
     }
 
@@ -154,6 +159,9 @@ impl Broker {
 
     /// Queues a complete frame for `conn`.
     fn reply(&self, conn: u64, frame: String) {
+        if self.silent {
+            return;
+        }
         if let Some(out) = self.outboxes.get(&conn) {
             let _ = out.send(frame);
         }
@@ -174,6 +182,7 @@ impl Broker {
                     self.held.insert(conn, line);
                     return;
                 }
+                Fault::Stall => self.silent = true,
                 Fault::None | Fault::AckOnly => {}
             }
         }
