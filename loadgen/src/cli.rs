@@ -134,6 +134,7 @@ impl Scenario {
         }
     }
 
+    /// The scenario's name, as typed and as reported.
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Fanout => "fanout",

@@ -24,6 +24,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A spinner, or nothing at all with `quiet`.
     pub fn new(quiet: bool) -> Progress {
         let bar = if quiet {
             ProgressBar::hidden()

@@ -81,6 +81,8 @@ pub struct Params {
 }
 
 impl Params {
+    /// The parameters as given; scenarios adjust what they interpret
+    /// differently.
     pub fn new(args: &Args, topic: &str) -> Params {
         Params {
             clients: args.clients,

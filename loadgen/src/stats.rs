@@ -25,6 +25,7 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// Starts the clock; every stamp of the run is relative to this moment.
     pub fn start() -> Clock {
         Clock {
             epoch: Instant::now(),

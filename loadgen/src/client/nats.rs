@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn encodes_sub_and_pub() {
-        let topic = Topic::new("jobs".into()).unwrap();
+        let topic = Topic::new("jobs".into());
         let mut sub = Subscription::live(&topic);
         let mut out = Vec::new();
         subscribe(&mut out, &sub, 1);

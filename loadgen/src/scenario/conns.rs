@@ -16,9 +16,11 @@ use crate::client::{Conn, Subscription, Topic};
 use crate::report::{ConnsFigures, Latency, Params, Report};
 use crate::stats::empty_histogram;
 
+/// Runs `conns`: connects and subscribes, holds, then pings every
+/// connection.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let args = &ctx.args;
-    let topic = Topic::new(ctx.topic.clone())?;
+    let topic = Topic::new(ctx.topic.clone());
     let started = Instant::now();
     let rss_before = args.server_pid.map(resident_bytes).transpose()?;
     let connected = connect_all(ctx, "idle", args.clients, |_| {

@@ -12,11 +12,13 @@ use crate::peer::Peer;
 use crate::report::{Params, Report};
 use crate::stats::Live;
 
+/// Runs `fanout`: subscribes everyone before the first message, so that
+/// every subscriber is owed every message.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let args = &ctx.args;
     let (subscribers, publishers) = (args.clients, args.publishers);
     ensure!(publishers > 0, "fanout needs at least one publisher");
-    let topic = Topic::new(ctx.topic.clone())?;
+    let topic = Topic::new(ctx.topic.clone());
     let receiving = connect_all(ctx, "subscriber", subscribers, |_| {
         Some(Subscription::live(&topic))
     })

@@ -18,14 +18,16 @@ use crate::stats::Live;
 /// few enough that checking stays a handful of streams per client.
 const PEERS: usize = 8;
 
+/// Runs `pairs`: connects and subscribes every client, then lets them all
+/// publish and receive at once.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let args = &ctx.args;
     let clients = args.clients;
     ensure!(clients >= 2, "pairs needs at least two clients");
     let peers_each = (clients - 1).min(PEERS);
-    let topics = (0..clients)
+    let topics: Vec<_> = (0..clients)
         .map(|i| Topic::new(format!("{}.{i}", ctx.topic)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect();
     let connected = connect_all(ctx, "client", clients, |i| {
         Some(Subscription::live(&topics[i]))
     })

@@ -14,12 +14,14 @@ use crate::peer::Peer;
 use crate::report::{Params, QueueFigures, Report};
 use crate::stats::Live;
 
+/// Runs `queue`: subscribes the workers, publishes, then checks exactly-once
+/// over all workers together and reports each one's share.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let args = &ctx.args;
     let (workers, publishers) = (args.clients, args.publishers);
     ensure!(workers > 0, "queue needs at least one worker");
     ensure!(publishers > 0, "queue needs at least one publisher");
-    let topic = Topic::new(ctx.topic.clone())?;
+    let topic = Topic::new(ctx.topic.clone());
     // NATS shares a queue group's messages out on the subscribing side.
     let worker = Subscription {
         shared: true,

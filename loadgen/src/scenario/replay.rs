@@ -14,12 +14,14 @@ use crate::peer::Peer;
 use crate::report::{Latency, Params, ReplayFigures, Report};
 use crate::stats::{empty_histogram, Live};
 
+/// Runs `replay` in two phases: publishing (watched by a probe that learns
+/// the indices), then the subscribers asking for the cache.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let args = &ctx.args;
     let subscribers = args.clients;
     let messages = args.messages.unwrap_or(args.cache_size);
     ensure!(messages > 0, "replay needs at least one message");
-    let topic = Topic::new(ctx.topic.clone())?;
+    let topic = Topic::new(ctx.topic.clone());
     let params = || {
         let mut params = Params::new(args, &topic.name);
         params.publishers = 1;
