@@ -71,6 +71,28 @@ fn reordered_deliveries_are_reported() {
 }
 
 #[test]
+fn a_misrouted_delivery_is_reported() {
+    // In pairs every client has its own topic, so any other connection is the
+    // wrong one, and the message is missing where it belonged.
+    let server = FakeServer::start(Fault::Misroute);
+    let run = loadgen(
+        server.addr(),
+        &[
+            "pairs",
+            "--clients",
+            "4",
+            "--messages",
+            "400",
+            "--timeout",
+            "2",
+        ],
+    );
+    assert!(!run.succeeded(), "{}", run.explain());
+    assert_eq!(run.num("/correctness/misrouted"), 1.0, "{}", run.explain());
+    assert_eq!(run.num("/correctness/missing"), 1.0, "{}", run.explain());
+}
+
+#[test]
 fn a_queue_message_delivered_twice_is_reported() {
     let args = [
         "queue",

@@ -28,6 +28,8 @@ pub enum Fault {
     Duplicate,
     /// Delivers it after the next one to the same connection.
     Reorder,
+    /// Sends it to another connection instead.
+    Misroute,
     /// Goes silent from that delivery on, keeping every connection open.
     Stall,
     /// Acknowledges every line without reading it and delivers nothing: the
@@ -181,6 +183,10 @@ impl Broker {
                 Fault::Reorder => {
                     self.held.insert(conn, line);
                     return;
+                }
+                Fault::Misroute => {
+                    let other = self.outboxes.keys().copied().filter(|&c| c != conn).min();
+                    return self.reply(other.unwrap_or(conn), line);
                 }
                 Fault::Stall => self.silent = true,
                 Fault::None | Fault::AckOnly => {}
