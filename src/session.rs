@@ -12,15 +12,20 @@
 //! relative to every later command on that topic), while `subscribe`,
 //! `unsubscribe` and topic lookups make the session wait (`ctx.wait`), which
 //! also stops it reading further lines until they are done.
+//!
+//! Consecutive `send`s read in one go are handed to each topic as one
+//! [`PublishBatch`] and answered together once queued: one mailbox message
+//! and one batch of lines per read instead of one per line. Any other line
+//! first waits for the sends before it, so nothing overtakes them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
@@ -32,7 +37,7 @@ use crate::protocol::{self, Command, Delivery, DeliveryTemplate, Line, ProtocolE
 use crate::registry::{Lookup, Registry};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
-use crate::topic::{self, Publish, TopicActor};
+use crate::topic::{self, Publish, PublishBatch, TopicActor};
 
 /// Identifies a connection to the topics it subscribes to. Taken from a
 /// process-wide counter, so two connections never share one.
@@ -69,7 +74,55 @@ pub struct SessionActor {
     shutdown: Shutdown,
     /// The read side; cancelled when the broker drains for shutdown.
     reading: Option<SpawnHandle>,
+    sends: PendingSends,
     closing: bool,
+}
+
+/// `send`s read but not yet handed to their topics, grouped by topic.
+#[derive(Default)]
+struct PendingSends {
+    batches: Vec<(Addr<TopicActor>, Vec<Publish>)>,
+    /// For each send in reading order, the batch it went into.
+    order: Vec<usize>,
+    /// A handover is scheduled for the end of the current read.
+    scheduled: bool,
+}
+
+impl PendingSends {
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn push(&mut self, topic: &Addr<TopicActor>, publish: Publish) {
+        let batch = match self.batches.iter().position(|(t, _)| t == topic) {
+            Some(batch) => batch,
+            None => {
+                self.batches.push((topic.clone(), Vec::new()));
+                self.batches.len() - 1
+            }
+        };
+        self.batches[batch].1.push(publish);
+        self.order.push(batch);
+    }
+}
+
+/// A handover of pending sends in progress, possibly waiting for room in a
+/// topic's mailbox, and what to do once all are queued.
+struct Handover {
+    batches: VecDeque<(Addr<TopicActor>, PublishBatch)>,
+    order: Vec<usize>,
+    /// Whether each batch, in order, reached its topic.
+    queued: Vec<bool>,
+    then: Then,
+}
+
+/// What comes after the pending sends: whatever must not overtake them.
+enum Then {
+    Nothing,
+    /// A line that is not a send on a known topic, handled as usual.
+    Line(BytesMut),
+    Reply(Bytes),
+    Stop,
 }
 
 impl SessionActor {
@@ -101,6 +154,7 @@ impl SessionActor {
                 stats,
                 shutdown,
                 reading: Some(reading),
+                sends: PendingSends::default(),
                 closing: false,
             }
         })
@@ -112,12 +166,98 @@ impl SessionActor {
         if let Some(reading) = self.reading.take() {
             ctx.cancel_future(reading);
         }
+        self.after_sends(Then::Nothing, ctx);
         ctx.spawn(
             self.shutdown
                 .closing()
                 .into_actor(self)
                 .map(|(), _, ctx| ctx.stop()),
         );
+    }
+
+    /// Queues a send on a known topic for the end of this read; anything
+    /// else waits for the queued sends first.
+    fn handle_frame(&mut self, frame: Framed, ctx: &mut Context<Self>) {
+        let line = match frame {
+            Framed::TooLong => {
+                return self.after_sends(Then::Reply(ProtocolError::LineTooLong.reply()), ctx)
+            }
+            Framed::Line(line) => line,
+        };
+        if let Ok(Line::Command(Command::Send(send))) = protocol::parse_line(&line) {
+            if let Some(link) = self.topics.get(&*send.topic) {
+                self.sends.push(&link.topic, publish_of(&send));
+                if !self.sends.scheduled {
+                    // Spawned futures run once the stream has yielded what it
+                    // has read: the sends go out together at the end of it.
+                    self.sends.scheduled = true;
+                    ctx.spawn(actix::fut::ready(()).map(|(), session: &mut Self, ctx| {
+                        session.after_sends(Then::Nothing, ctx)
+                    }));
+                }
+                return;
+            }
+        }
+        self.after_sends(Then::Line(line), ctx);
+    }
+
+    /// Hands the pending sends to their topics, answers them, then does `then`.
+    fn after_sends(&mut self, then: Then, ctx: &mut Context<Self>) {
+        let sends = std::mem::take(&mut self.sends);
+        if sends.is_empty() {
+            return self.then(then, ctx);
+        }
+        let handover = Handover {
+            queued: Vec::with_capacity(sends.batches.len()),
+            batches: sends
+                .batches
+                .into_iter()
+                .map(|(topic, batch)| (topic, PublishBatch(batch)))
+                .collect(),
+            order: sends.order,
+            then,
+        };
+        self.hand_over(handover, ctx);
+    }
+
+    fn hand_over(&mut self, mut handover: Handover, ctx: &mut Context<Self>) {
+        while let Some((topic, batch)) = handover.batches.pop_front() {
+            match topic.try_send(batch) {
+                Ok(()) => handover.queued.push(true),
+                Err(SendError::Full(batch)) => {
+                    // The topic is behind: stop reading this client until it
+                    // has room, which is what slows a flooding publisher down.
+                    ctx.wait(
+                        topic
+                            .send(batch)
+                            .into_actor(self)
+                            .map(move |sent, session, ctx| {
+                                handover.queued.push(sent.is_ok());
+                                session.hand_over(handover, ctx);
+                            }),
+                    );
+                    return;
+                }
+                Err(SendError::Closed(_)) => handover.queued.push(false),
+            }
+        }
+        for batch in &handover.order {
+            self.outbox.reply(if handover.queued[*batch] {
+                Bytes::from_static(OK)
+            } else {
+                ProtocolError::Internal.reply()
+            });
+        }
+        self.then(handover.then, ctx);
+    }
+
+    fn then(&mut self, then: Then, ctx: &mut Context<Self>) {
+        match then {
+            Then::Nothing => {}
+            Then::Line(line) => self.handle_line(&line, ctx),
+            Then::Reply(reply) => self.outbox.reply(reply),
+            Then::Stop => ctx.stop(),
+        }
     }
 
     fn handle_line(&mut self, line: &[u8], ctx: &mut Context<Self>) {
@@ -134,11 +274,7 @@ impl SessionActor {
 
     fn execute(&mut self, command: Command<'_>, ctx: &mut Context<Self>) {
         let action = match &command {
-            Command::Send(send) => Action::Publish(Publish {
-                template: DeliveryTemplate::new(send),
-                one: send.delivery == Delivery::One,
-                cache: send.cache.unwrap_or(true),
-            }),
+            Command::Send(send) => Action::Publish(publish_of(send)),
             Command::Subscribe(sub) => Action::Subscribe {
                 last_seen: sub.last_seen,
                 replay: sub.cache,
@@ -231,6 +367,15 @@ impl SessionActor {
     }
 }
 
+/// The message a `send` becomes, encoded once for all its subscribers.
+fn publish_of(send: &protocol::Send<'_>) -> Publish {
+    Publish {
+        template: DeliveryTemplate::new(send),
+        one: send.delivery == Delivery::One,
+        cache: send.cache.unwrap_or(true),
+    }
+}
+
 /// Initial read buffer per connection; it grows for longer lines. Kept small
 /// because an idle connection should cost little memory.
 const READ_BUFFER: usize = 512;
@@ -262,6 +407,11 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // Cut off before the end of a read: those sends were received, so
+        // they are delivered, though their replies can no longer be sent.
+        for (topic, batch) in std::mem::take(&mut self.sends).batches {
+            topic.do_send(PublishBatch(batch));
+        }
         for link in self.topics.values().filter(|link| link.subscribed) {
             link.topic.do_send(topic::Unsubscribe { session: self.id });
         }
@@ -277,13 +427,17 @@ impl StreamHandler<io::Result<Framed>> for SessionActor {
             return;
         }
         match frame {
-            Ok(Framed::Line(line)) => self.handle_line(&line, ctx),
-            Ok(Framed::TooLong) => self.outbox.reply(ProtocolError::LineTooLong.reply()),
+            Ok(frame) => self.handle_frame(frame, ctx),
             Err(error) => {
                 tracing::debug!(peer = %self.peer, %error, "read failed");
-                ctx.stop();
+                self.after_sends(Then::Stop, ctx);
             }
         }
+    }
+
+    /// The client closed its side: what it sent before still counts.
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        self.after_sends(Then::Stop, ctx);
     }
 }
 

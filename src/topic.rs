@@ -39,6 +39,12 @@ pub struct Publish {
     pub cache: bool,
 }
 
+/// The sends one session read in one go for this topic, in order: one
+/// mailbox message for many sends.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PublishBatch(pub Vec<Publish>);
+
 /// Makes a connection a subscriber. The topic itself queues the
 /// `{"success": true}` reply and then the replay on the subscriber's outbox,
 /// so no live message can overtake either; the session waits for this
@@ -210,6 +216,22 @@ impl Handler<Publish> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
+        self.publish(msg, ctx);
+    }
+}
+
+impl Handler<PublishBatch> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, PublishBatch(batch): PublishBatch, ctx: &mut Self::Context) {
+        for msg in batch {
+            self.publish(msg, ctx);
+        }
+    }
+}
+
+impl TopicActor {
+    fn publish(&mut self, msg: Publish, ctx: &mut Context<Self>) {
         let index = self.next_index;
         self.next_index += 1;
         if msg.one {

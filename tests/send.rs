@@ -255,3 +255,56 @@ async fn topics_are_distinct_by_every_character() {
     let got: Value = sub.recv().await;
     assert_eq!(got, delivered("foo", "for foo", "all", 0));
 }
+
+/// Sends are handed to their topics in batches per read; nothing that comes
+/// after them in the same read may overtake them, and a subscriber sees each
+/// topic's messages in the order they were sent.
+#[tokio::test]
+async fn pipelined_sends_mixed_with_other_commands_keep_their_order() {
+    let server = Server::start();
+    let mut a_sub = server.client().await;
+    a_sub.subscribe("a").await;
+    let mut b_sub = server.client().await;
+    b_sub.subscribe("b").await;
+
+    let mut client = server.client().await;
+    let mut lines = Vec::new();
+    let mut replies = Vec::new();
+    for round in 0..20 {
+        for i in 0..5 {
+            lines.push(send_line("a", &format!("a{round}.{i}"), "all"));
+            replies.push(json!({"success": true}));
+            lines.push(send_line("b", &format!("b{round}.{i}"), "all"));
+            replies.push(json!({"success": true}));
+        }
+        lines.push("not json".to_owned());
+        replies.push(json!({"success": false, "reason": "Could not parse json"}));
+        lines.push(json!({"command": "subscribe", "topic": format!("x{round}")}).to_string());
+        replies.push(json!({"success": true}));
+    }
+    lines.push(send_line("a", "last", "all"));
+    replies.push(json!({"success": true}));
+    lines.push("quit".to_owned());
+    client.send(&lines.join("\n")).await;
+
+    for want in replies {
+        assert_eq!(client.recv().await, want);
+    }
+    client.expect_closed().await;
+
+    let mut index = 0;
+    for round in 0..20 {
+        for i in 0..5 {
+            a_sub
+                .expect(delivered("a", &format!("a{round}.{i}"), "all", index))
+                .await;
+            b_sub
+                .expect(delivered("b", &format!("b{round}.{i}"), "all", index))
+                .await;
+            index += 1;
+        }
+    }
+    a_sub.expect(delivered("a", "last", "all", index)).await;
+    a_sub.expect_nothing().await;
+    b_sub.expect_nothing().await;
+}
