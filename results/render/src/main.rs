@@ -1,0 +1,198 @@
+//! `results-render`: turns what `results/run.sh` collects in `results/data/`
+//! into the charts and tables of `results/`, so that no figure in
+//! `results/README.md` is ever typed in by hand.
+//!
+//! Map of the crate:
+//! - `data`: loadgen's `--json` reports and the script's memory samples,
+//!   reduced to one [`data::Summary`] (medians) per case and server;
+//! - `stats`: the median;
+//! - `criterion`: collecting criterion's medians from `target/criterion`;
+//! - `targets`: the comparisons of issue 6 and whether each is met;
+//! - `charts`: the SVG charts (plotters, SVG backend only);
+//! - `tables`: Markdown tables and number formats;
+//! - `readme`: rewriting the README between its marker comments;
+//! - `sections`: what goes between each pair of markers.
+
+mod charts;
+mod criterion;
+mod data;
+mod readme;
+mod sections;
+mod stats;
+mod tables;
+mod targets;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::data::last_line;
+
+const USAGE: &str = "\
+usage: results-render [render [DATA_DIR [RESULTS_DIR]]]
+           redraw the charts in RESULTS_DIR and rewrite the tables of
+           RESULTS_DIR/README.md from DATA_DIR
+           (defaults: results/data and results of this checkout)
+       results-render criterion CRITERION_DIR OUT_JSON
+           collect criterion's medians (e.g. from target/criterion)
+       results-render median FIELD FILE...
+           print, rounded, the median of a numeric field (a dotted path
+           such as publish_rate or latency.p99_us) over the last JSON line
+           of each file";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("results-render: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let results = manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.join(".."));
+    match args.first().map(String::as_str) {
+        None | Some("render") => {
+            let data = args
+                .get(1)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| results.join("data"));
+            let out = args.get(2).map(PathBuf::from).unwrap_or(results);
+            render(&data, &out)
+        }
+        Some("criterion") if args.len() == 3 => {
+            let benches = criterion::collect(Path::new(&args[1]))?;
+            let json = serde_json::to_string_pretty(&benches)? + "\n";
+            fs::write(&args[2], json).with_context(|| format!("writing {}", args[2]))?;
+            eprintln!(
+                "results-render: {} criterion medians in {}",
+                benches.len(),
+                args[2]
+            );
+            Ok(())
+        }
+        Some("median") if args.len() >= 3 => {
+            let mut values = Vec::new();
+            for file in &args[2..] {
+                values.push(field_of(Path::new(file), &args[1])?);
+            }
+            let m = stats::median(values).context("no values")?;
+            println!("{m:.0}");
+            Ok(())
+        }
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(_) => bail!("bad arguments\n{USAGE}"),
+    }
+}
+
+/// A numeric field, by dotted path, of the last JSON line of `file`.
+fn field_of(file: &Path, path: &str) -> anyhow::Result<f64> {
+    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let line = last_line(&text).with_context(|| format!("{} is empty", file.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("parsing {}", file.display()))?;
+    path.split('.')
+        .try_fold(&value, |v, key| v.get(key))
+        .and_then(|v| v.as_f64())
+        .with_context(|| format!("{} has no number at {path}", file.display()))
+}
+
+/// Redraws every chart and rewrites every generated section of the README.
+fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
+    let runs = if data.is_dir() {
+        data::load_runs(data)?
+    } else {
+        Vec::new()
+    };
+    let summaries = data::summarize(&runs);
+    let outcomes: Vec<_> = targets::TARGETS
+        .iter()
+        .map(|&t| targets::evaluate(t, &summaries))
+        .collect();
+
+    let mut charts = Vec::new();
+    let mut draw = |file: String, drawn: anyhow::Result<bool>, alt: String| {
+        let path = out.join(&file);
+        match drawn.with_context(|| format!("drawing {}", path.display()))? {
+            true => charts.push((file, alt)),
+            // A chart without data now must not show old figures.
+            false if path.exists() => fs::remove_file(&path)?,
+            false => {}
+        }
+        anyhow::Ok(())
+    };
+    draw(
+        "fanout.svg".into(),
+        charts::fanout(&summaries, &out.join("fanout.svg")),
+        "Deliveries per second against the number of subscribers, per server".into(),
+    )?;
+    draw(
+        "latency.svg".into(),
+        charts::latency(&summaries, &out.join("latency.svg")),
+        "mq-actix latency percentiles against offered rate, open loop".into(),
+    )?;
+    for outcome in &outcomes {
+        let file = format!("compare-{}.svg", outcome.target.id);
+        let runs = summaries
+            .iter()
+            .filter(|s| s.case == outcome.target.case)
+            .map(|s| s.runs)
+            .max()
+            .unwrap_or(1);
+        let drawn = charts::compare(outcome, runs, &out.join(&file));
+        draw(file, drawn, charts::alt_text(outcome))?;
+    }
+
+    let readme_path = out.join("README.md");
+    let mut text = fs::read_to_string(&readme_path)
+        .with_context(|| format!("reading {}", readme_path.display()))?;
+    let json = |name: &str| -> anyhow::Result<Option<serde_json::Value>> {
+        let path = data.join(name);
+        match fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(
+                serde_json::from_str(&t).with_context(|| format!("parsing {}", path.display()))?,
+            )),
+            Err(_) => Ok(None),
+        }
+    };
+    let benches: Vec<criterion::Bench> = match json("criterion.json")? {
+        Some(v) => serde_json::from_value(v).context("reading criterion.json")?,
+        None => Vec::new(),
+    };
+    let commands = fs::read_to_string(data.join("commands.txt")).ok();
+    let generated = [
+        (
+            "machine",
+            sections::machine(json("machine.json")?.as_ref(), json("run.json")?.as_ref()),
+        ),
+        ("charts", sections::charts(&charts)),
+        ("comparison", sections::comparison(&outcomes)),
+        ("loadgen", sections::loadgen(&summaries)),
+        ("criterion", sections::criterion(&benches)),
+        ("commands", sections::commands(commands.as_deref())),
+    ];
+    for (name, body) in generated {
+        text = readme::replace_section(&text, name, &body)
+            .with_context(|| format!("in {}", readme_path.display()))?;
+    }
+    fs::write(&readme_path, text).with_context(|| format!("writing {}", readme_path.display()))?;
+    eprintln!(
+        "results-render: {} runs in {} cases, {} charts, tables in {}",
+        runs.len(),
+        summaries.len(),
+        charts.len(),
+        readme_path.display()
+    );
+    Ok(())
+}

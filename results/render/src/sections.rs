@@ -1,0 +1,417 @@
+//! What goes between each pair of markers in `results/README.md`. Each
+//! function is pure: figures in, Markdown out.
+
+use serde_json::Value;
+
+use crate::criterion::Bench;
+use crate::data::{Server, Summary};
+use crate::tables::{self, markdown_table, Align};
+use crate::targets::Outcome;
+
+/// The machine and the configuration of the run, from `machine.json` and
+/// `run.json`, with a warning when the figures come from a smoke run.
+pub fn machine(machine: Option<&Value>, run: Option<&Value>) -> String {
+    let mut out = String::new();
+    if run.and_then(|r| r["quick"].as_bool()).unwrap_or(false) {
+        out.push_str(
+            "> **Smoke run (`QUICK=1`)**: short runs with few clients on a machine that was \
+             not quiet. These figures only show that the pipeline works; they are not \
+             results.\n\n",
+        );
+    }
+    let Some(Value::Object(fields)) = machine else {
+        out.push_str("No machine recorded yet: run `results/run.sh`.\n");
+        return out;
+    };
+    const LABELS: [(&str, &str); 11] = [
+        ("cpu", "CPU"),
+        ("cores", "cores (`nproc`)"),
+        ("memory", "memory"),
+        ("kernel", "kernel (`uname -r`)"),
+        ("os", "OS"),
+        ("rustc", "Rust (`rustc --version`)"),
+        ("redis", "Redis (`redis-server --version`)"),
+        ("nats", "NATS (`nats-server --version`)"),
+        ("git_revision", "git revision"),
+        ("date", "date (UTC)"),
+        ("load", "load average at start"),
+    ];
+    fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(" "),
+            other => other.to_string(),
+        }
+    }
+    let mut rows: Vec<Vec<String>> = LABELS
+        .iter()
+        .filter_map(|(key, label)| Some(vec![label.to_string(), text(fields.get(*key)?)]))
+        .collect();
+    for (key, value) in fields {
+        if !LABELS.iter().any(|(k, _)| k == key) {
+            rows.push(vec![key.clone(), text(value)]);
+        }
+    }
+    if let Some(Value::Object(config)) = run {
+        let settings: Vec<String> = config
+            .iter()
+            .map(|(k, v)| format!("{k}={}", text(v)))
+            .collect();
+        rows.push(vec!["run settings".into(), settings.join(", ")]);
+    }
+    out.push_str(&markdown_table(&["what", "value"], &[], &rows));
+    out
+}
+
+/// Links to the charts that were drawn.
+pub fn charts(drawn: &[(String, String)]) -> String {
+    if drawn.is_empty() {
+        return "No charts yet: run `results/run.sh`.\n".into();
+    }
+    drawn
+        .iter()
+        .map(|(file, alt)| format!("![{alt}]({file})\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The targets of issue 6: each server's median, mq-actix's ratios and the
+/// verdict.
+pub fn comparison(outcomes: &[Outcome]) -> String {
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let metric = o.target.metric;
+            let value = |s: Server| o.value(s).map(|v| metric.format(v)).unwrap_or("–".into());
+            let ratio = |s: Server| o.ratio(s).map(tables::ratio).unwrap_or("–".into());
+            let mut goal: Vec<String> = Vec::new();
+            if !o.target.against.is_empty() {
+                let who: Vec<&str> = o.target.against.iter().map(|s| s.label()).collect();
+                let how = if metric.lower_is_better() {
+                    "below"
+                } else {
+                    "above"
+                };
+                goal.push(format!("{how} {}", who.join(" and ")));
+            }
+            if let Some((_, text)) = o.target.bound {
+                goal.push(text.to_string());
+            }
+            vec![
+                o.target.what.to_string(),
+                value(Server::MqActix),
+                value(Server::Redis),
+                value(Server::Nats),
+                ratio(Server::Redis),
+                ratio(Server::Nats),
+                goal.join(", "),
+                o.verdict.cell(),
+            ]
+        })
+        .collect();
+    markdown_table(
+        &[
+            "comparison",
+            "mq-actix",
+            "Redis",
+            "NATS",
+            "mq-actix / Redis",
+            "mq-actix / NATS",
+            "target",
+            "verdict",
+        ],
+        &[
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+            Align::Left,
+        ],
+        &rows,
+    )
+}
+
+/// Every case against every server: medians of its runs.
+pub fn loadgen(summaries: &[Summary]) -> String {
+    if summaries.is_empty() {
+        return "No loadgen runs yet: run `results/run.sh`.\n".into();
+    }
+    let opt = |v: Option<f64>, f: fn(f64) -> String| v.map(f).unwrap_or("–".into());
+    let rows: Vec<Vec<String>> = summaries
+        .iter()
+        .map(|s| {
+            vec![
+                s.case.clone(),
+                s.server.label().to_string(),
+                describe(s),
+                s.runs.to_string(),
+                opt(s.publish_rate, tables::rate),
+                opt(s.delivery_rate, tables::rate),
+                opt(s.p50_us, tables::micros),
+                opt(s.p99_us, tables::micros),
+                opt(s.p999_us, tables::micros),
+                opt(s.peak_rss_bytes, tables::bytes),
+                also(s),
+                if s.problems == 0 {
+                    "none".into()
+                } else {
+                    format!("**{}**", s.problems)
+                },
+            ]
+        })
+        .collect();
+    let mut align = vec![Align::Left, Align::Left, Align::Left];
+    align.extend([Align::Right; 7]);
+    align.extend([Align::Left, Align::Right]);
+    markdown_table(
+        &[
+            "case",
+            "server",
+            "load",
+            "runs",
+            "published",
+            "delivered",
+            "p50",
+            "p99",
+            "p99.9",
+            "peak RSS",
+            "also",
+            "problems",
+        ],
+        &align,
+        &rows,
+    )
+}
+
+/// The load of a case in a few words, from its parameters.
+pub fn describe(s: &Summary) -> String {
+    let p = &s.params;
+    let n = |v: usize| tables::count(v as f64);
+    let sending = match s.rate {
+        Some(r) => format!("open loop {}", tables::rate(r)),
+        None => format!("window {}", p.window),
+    };
+    let timing = match (p.duration_s, p.messages) {
+        (Some(d), _) => format!(", {d:.0} s"),
+        _ => String::new(),
+    };
+    match s.scenario.as_str() {
+        "fanout" => format!(
+            "{} pub → {} subs, {sending}, {} B{timing}",
+            n(p.publishers),
+            n(p.clients),
+            p.size
+        ),
+        "pairs" => format!(
+            "{} clients × {} msgs, {sending}, {} B",
+            n(p.clients),
+            tables::count(p.messages.unwrap_or(0) as f64 / p.clients.max(1) as f64),
+            p.size
+        ),
+        "queue" => format!(
+            "{} pubs → {} workers, delivery one, {sending}, {} B{timing}",
+            n(p.publishers),
+            n(p.clients),
+            p.size
+        ),
+        "replay" => format!(
+            "{} subs replay {} cached msgs",
+            n(p.clients),
+            tables::count(p.messages.unwrap_or(0) as f64)
+        ),
+        "conns" => format!("{} idle subscribed conns", n(p.clients)),
+        other => other.to_string(),
+    }
+}
+
+/// The figure particular to a scenario.
+fn also(s: &Summary) -> String {
+    if let (Some(lo), Some(hi)) = (s.min_share, s.max_share) {
+        return format!("shares {lo:.2}–{hi:.2}");
+    }
+    if let Some(r) = s.replay_rate {
+        return format!("replayed {}", tables::rate(r));
+    }
+    if let Some(b) = s.bytes_per_connection {
+        return format!("{} per conn", tables::bytes(b));
+    }
+    String::new()
+}
+
+/// Criterion's medians.
+pub fn criterion(benches: &[Bench]) -> String {
+    if benches.is_empty() {
+        return "No criterion results collected yet: run `results/run.sh` without `QUICK=1`.\n"
+            .into();
+    }
+    let rows: Vec<Vec<String>> = benches
+        .iter()
+        .map(|b| {
+            let throughput = match (b.per_second(), &b.throughput) {
+                (Some(v), Some(t)) if t.unit == "bytes" => format!("{}/s", tables::bytes(v)),
+                (Some(v), Some(t)) => format!("{} {}/s", tables::count(v), t.unit),
+                _ => String::new(),
+            };
+            vec![b.id.clone(), tables::nanos(b.median_ns), throughput]
+        })
+        .collect();
+    markdown_table(
+        &["benchmark", "median", "throughput"],
+        &[Align::Left, Align::Right, Align::Right],
+        &rows,
+    )
+}
+
+/// The commands the script ran, as it logged them.
+pub fn commands(log: Option<&str>) -> String {
+    match log.map(str::trim).filter(|l| !l.is_empty()) {
+        Some(log) => format!("```sh\n{log}\n```\n"),
+        None => "No commands logged yet: run `results/run.sh`.\n".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::summarize;
+    use crate::data::tests::{report_json, run};
+    use crate::targets::{evaluate, TARGETS};
+    use serde_json::json;
+
+    #[test]
+    fn the_machine_table_lists_known_fields_first() {
+        let fields =
+            json!({"date": "2025-01-01T00:00:00Z", "cores": 2, "cpu": "Xeon", "extra": "x"});
+        let run = json!({"quick": false, "runs": 3, "servers": ["redis", "nats"]});
+        let out = machine(Some(&fields), Some(&run));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[2].starts_with("| CPU "), "{out}");
+        assert!(lines[3].starts_with("| cores (`nproc`) | 2 "), "{out}");
+        assert!(lines[4].starts_with("| date (UTC) "), "{out}");
+        assert!(lines[5].starts_with("| extra "), "{out}");
+        assert!(
+            lines[6].contains("quick=false, runs=3, servers=redis nats"),
+            "{out}"
+        );
+        assert!(!out.contains("Smoke run"));
+    }
+
+    #[test]
+    fn smoke_runs_are_marked() {
+        let out = machine(Some(&json!({})), Some(&json!({"quick": true})));
+        assert!(out.starts_with("> **Smoke run"));
+        assert!(machine(None, None).contains("No machine recorded"));
+    }
+
+    #[test]
+    fn the_comparison_table_shows_values_ratios_and_verdicts() {
+        let runs = [
+            run(
+                "fanout-100",
+                Server::MqActix,
+                1,
+                &report_json("fanout", 100, 3e6, 500.0),
+                None,
+            ),
+            run(
+                "fanout-100",
+                Server::Redis,
+                1,
+                &report_json("fanout", 100, 1e6, 1000.0),
+                None,
+            ),
+        ];
+        let outcomes: Vec<_> = TARGETS
+            .iter()
+            .take(1)
+            .map(|&t| evaluate(t, &summarize(&runs)))
+            .collect();
+        let table = comparison(&outcomes);
+        let row = table.lines().nth(2).unwrap();
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(
+            cells[1..9],
+            [
+                "fanout 1 → 100 subscribers, 64 B, deliveries/s",
+                "3,000,000/s",
+                "1,000,000/s",
+                "–",
+                "3.00×",
+                "–",
+                "above Redis and NATS",
+                "no data (NATS)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_loadgen_table_has_a_row_per_case_and_server() {
+        let runs = [
+            run(
+                "fanout-1",
+                Server::MqActix,
+                1,
+                &report_json("fanout", 1, 5e5, 50.0),
+                Some(8192),
+            ),
+            run(
+                "fanout-1",
+                Server::Nats,
+                1,
+                &report_json("fanout", 1, 6e5, 40.0),
+                None,
+            ),
+        ];
+        let table = loadgen(&summarize(&runs));
+        assert_eq!(table.lines().count(), 4, "{table}");
+        let mq = table.lines().nth(2).unwrap();
+        assert!(
+            mq.contains("| 1 pub → 1 subs, window 64, 64 B, 10 s |"),
+            "{mq}"
+        );
+        assert!(mq.contains("500,000/s"), "{mq}");
+        assert!(mq.contains("8.4 MB"), "{mq}");
+        assert!(mq.ends_with(" none |"), "{mq}");
+        assert!(loadgen(&[]).starts_with("No loadgen runs"));
+    }
+
+    #[test]
+    fn criterion_rows_show_median_and_throughput() {
+        let benches = [
+            Bench {
+                id: "frame/64".into(),
+                median_ns: 100.0,
+                throughput: Some(crate::criterion::Throughput {
+                    count: 64,
+                    unit: "bytes".into(),
+                }),
+            },
+            Bench {
+                id: "send_all/10".into(),
+                median_ns: 2_000.0,
+                throughput: Some(crate::criterion::Throughput {
+                    count: 10,
+                    unit: "elements".into(),
+                }),
+            },
+        ];
+        let table = criterion(&benches);
+        assert!(
+            table.contains("| frame/64    |  100 ns |           640.0 MB/s |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| send_all/10 | 2.00 µs | 5,000,000 elements/s |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn commands_go_in_a_code_block() {
+        assert_eq!(commands(Some("a\nb\n")), "```sh\na\nb\n```\n");
+        assert!(commands(Some("  \n")).starts_with("No commands"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Markdown tables and the number formats used in them. Figures keep enough
+//! digits to compare, with units always written out.
+
+/// How a column's cells line up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A Markdown table, padded so that it also reads well as plain text. Rows
+/// shorter than the header are padded with empty cells; `|` inside a cell is
+/// escaped.
+pub fn markdown_table(headers: &[&str], align: &[Align], rows: &[Vec<String>]) -> String {
+    let columns = headers.len();
+    let cell = |row: &[String], i: usize| -> String {
+        row.get(i)
+            .map(|c| c.replace('|', "\\|"))
+            .unwrap_or_default()
+    };
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h).max(3)).collect();
+    for row in rows {
+        for (i, w) in widths.iter_mut().enumerate() {
+            *w = (*w).max(width(&cell(row, i)));
+        }
+    }
+    let align_of = |i: usize| align.get(i).copied().unwrap_or(Align::Left);
+    let line = |cells: Vec<String>| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| pad(c, widths[i], align_of(i)))
+            .collect();
+        format!("| {} |\n", padded.join(" | "))
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    let rule: Vec<String> = (0..columns)
+        .map(|i| match align_of(i) {
+            Align::Left => format!(":{}", "-".repeat(widths[i] - 1)),
+            Align::Right => format!("{}:", "-".repeat(widths[i] - 1)),
+        })
+        .collect();
+    out.push_str(&format!("| {} |\n", rule.join(" | ")));
+    for row in rows {
+        out.push_str(&line((0..columns).map(|i| cell(row, i)).collect()));
+    }
+    out
+}
+
+/// Display width: characters, not bytes (µ, ×, → are one column).
+fn width(text: &str) -> usize {
+    text.chars().count()
+}
+
+fn pad(text: &str, to: usize, align: Align) -> String {
+    let fill = " ".repeat(to.saturating_sub(width(text)));
+    match align {
+        Align::Left => format!("{text}{fill}"),
+        Align::Right => format!("{fill}{text}"),
+    }
+}
+
+/// A whole number with thousands separators: 1,234,567.
+pub fn count(n: f64) -> String {
+    let rounded = n.round();
+    let digits = format!("{}", rounded.abs() as u64);
+    let mut out = String::new();
+    if rounded < 0.0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A rate per second with its unit: `1,234,567/s`.
+pub fn rate(per_second: f64) -> String {
+    format!("{}/s", count(per_second))
+}
+
+/// Microseconds in the unit that reads best: `850 µs`, `1.25 ms`, `2.10 s`.
+pub fn micros(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else if us >= 100.0 {
+        format!("{us:.0} µs")
+    } else if us >= 10.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{us:.2} µs")
+    }
+}
+
+/// Nanoseconds in the unit that reads best: `42.1 ns`, `1.25 µs`.
+pub fn nanos(ns: f64) -> String {
+    if ns >= 1e3 {
+        micros(ns / 1e3)
+    } else if ns >= 100.0 {
+        format!("{ns:.0} ns")
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+/// Bytes in decimal units (1 KB = 1,000 bytes, 1 MB = 1,000,000 bytes), the
+/// units the targets are written in.
+pub fn bytes(n: f64) -> String {
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.2} KB", n / 1e3)
+    } else {
+        format!("{n:.0} B")
+    }
+}
+
+/// A ratio such as mq-actix / Redis: `2.31×`.
+pub fn ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}×")
+    } else {
+        format!("{r:.2}×")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_padded_and_aligned() {
+        let table = markdown_table(
+            &["server", "rate"],
+            &[Align::Left, Align::Right],
+            &[
+                vec!["mq-actix".into(), "1,000/s".into()],
+                vec!["nats".into(), "5/s".into()],
+            ],
+        );
+        assert_eq!(
+            table,
+            "| server   |    rate |\n\
+             | :------- | ------: |\n\
+             | mq-actix | 1,000/s |\n\
+             | nats     |     5/s |\n"
+        );
+    }
+
+    #[test]
+    fn short_rows_and_pipes_are_handled() {
+        let table = markdown_table(&["a", "b"], &[], &[vec!["x|y".into()]]);
+        assert_eq!(table, "| a    | b   |\n| :--- | :-- |\n| x\\|y |     |\n");
+    }
+
+    #[test]
+    fn wide_characters_count_as_one_column() {
+        let table = markdown_table(&["µs"], &[Align::Right], &[vec!["1 µs".into()]]);
+        assert_eq!(table, "|   µs |\n| ---: |\n| 1 µs |\n");
+    }
+
+    #[test]
+    fn numbers_read_at_a_glance() {
+        assert_eq!(count(0.0), "0");
+        assert_eq!(count(999.4), "999");
+        assert_eq!(count(1_234_567.0), "1,234,567");
+        assert_eq!(count(-1234.0), "-1,234");
+        assert_eq!(rate(12_345.6), "12,346/s");
+        assert_eq!(micros(5.31), "5.31 µs");
+        assert_eq!(micros(42.25), "42.2 µs");
+        assert_eq!(micros(850.0), "850 µs");
+        assert_eq!(micros(1_250.0), "1.25 ms");
+        assert_eq!(micros(2_100_000.0), "2.10 s");
+        assert_eq!(nanos(42.14), "42.1 ns");
+        assert_eq!(nanos(420.0), "420 ns");
+        assert_eq!(nanos(1_250.0), "1.25 µs");
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(3_200.0), "3.20 KB");
+        assert_eq!(bytes(28_400_000.0), "28.4 MB");
+        assert_eq!(ratio(2.314), "2.31×");
+        assert_eq!(ratio(0.5), "0.50×");
+        assert_eq!(ratio(123.4), "123×");
+    }
+}

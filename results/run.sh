@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# results/run.sh: regenerates every benchmark figure in results/.
+#
+# Builds the release binaries, installs Redis and NATS from Debian's packages
+# when missing, runs every loadgen scenario against mq-actix, Redis and NATS
+# (each server started afresh for each run, on a free 127.0.0.1 port, and
+# its peak resident memory read from /proc), runs the criterion benchmarks,
+# records the machine, and finally redraws the charts and rewrites the
+# tables of results/README.md with results-render. Every figure in the
+# README comes from the files this script writes into results/data/.
+#
+#   results/run.sh               the full run: about 25 minutes on 2 cores
+#   QUICK=1 results/run.sh       a smoke run of a few minutes; NOT results
+#
+# Knobs (environment variables; QUICK=1 changes the defaults in brackets):
+#   QUICK=1                 smoke run: short runs, few clients, no cargo bench
+#   RUNS=3 [1]              runs per scenario and server; tables show medians
+#   DURATION=10 [2]         seconds each fanout, latency and queue run publishes
+#   HOLD=5 [1]              seconds conns holds its idle connections
+#   SERVERS="mq-actix redis nats"        servers to measure
+#   SCENARIOS="fanout latency pairs queue replay conns"   scenarios to run
+#   FANOUT_SUBSCRIBERS="1 100 1000" ["1 10 100"]
+#   LATENCY_SUBSCRIBERS=100            fanout size of the open-loop runs
+#   LATENCY_PERCENTS="10 25 50 75 100" ["25 50 100"]  offered rates, as % of
+#                           the closed-loop maximum of fanout-LATENCY_SUBSCRIBERS
+#   PAIRS_CLIENTS=1000 [100]  PAIRS_MESSAGES=100 (per client)
+#   QUEUE_WORKERS=10  QUEUE_PUBLISHERS=2
+#   REPLAY_SUBSCRIBERS=100 [10]  CACHE_SIZE=100 (mq-actix's CACHE_SIZE)
+#   CONNS=10000 [1000]      idle subscribed connections of the conns scenario
+#   BENCH=1 [0]             run `cargo bench`; 0 only collects what is already
+#                           in $CARGO_TARGET_DIR/criterion
+#   BENCH_ARGS=""           extra criterion arguments, e.g. "--measurement-time 3"
+#   INSTALL=1               apt-get install redis-server / nats-server when
+#                           missing; 0 skips servers that are not installed
+#   KEEP=0                  1 keeps the run files of earlier runs in results/data
+#                           (to redo a few SCENARIOS only)
+#   CARGO_TARGET_DIR        where cargo builds (default: target)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+    : "${RUNS:=1}" "${DURATION:=2}" "${HOLD:=1}" "${BENCH:=0}" "${CONNS:=1000}"
+    : "${FANOUT_SUBSCRIBERS:=1 10 100}" "${LATENCY_PERCENTS:=25 50 100}"
+    : "${PAIRS_CLIENTS:=100}" "${REPLAY_SUBSCRIBERS:=10}"
+fi
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+HOLD=${HOLD:-5}
+SERVERS=${SERVERS:-mq-actix redis nats}
+SCENARIOS=${SCENARIOS:-fanout latency pairs queue replay conns}
+FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1 100 1000}
+LATENCY_SUBSCRIBERS=${LATENCY_SUBSCRIBERS:-100}
+LATENCY_PERCENTS=${LATENCY_PERCENTS:-10 25 50 75 100}
+PAIRS_CLIENTS=${PAIRS_CLIENTS:-1000}
+PAIRS_MESSAGES=${PAIRS_MESSAGES:-100}
+QUEUE_WORKERS=${QUEUE_WORKERS:-10}
+QUEUE_PUBLISHERS=${QUEUE_PUBLISHERS:-2}
+REPLAY_SUBSCRIBERS=${REPLAY_SUBSCRIBERS:-100}
+CACHE_SIZE=${CACHE_SIZE:-100}
+CONNS=${CONNS:-10000}
+BENCH=${BENCH:-1}
+BENCH_ARGS=${BENCH_ARGS:-}
+INSTALL=${INSTALL:-1}
+KEEP=${KEEP:-0}
+
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$ROOT/$TARGET_DIR
+BIN=$TARGET_DIR/release
+MQ=$BIN/mq-actix
+LOADGEN=$BIN/loadgen
+RENDER=$BIN/results-render
+DATA=$ROOT/results/data
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
+FAILED=()
+
+say() { printf '\n== %s\n' "$*"; }
+has() { [[ " $1 " == *" $2 "* ]]; }
+
+# --- the server under test: one child process at a time -------------------
+
+SERVER_PID=
+PORT=
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    # A server that ignores SIGTERM is killed after 5 s.
+    (sleep 5 && kill -KILL "$SERVER_PID" 2>/dev/null) &
+    local watchdog=$!
+    wait "$SERVER_PID" 2>/dev/null || true
+    kill "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
+    SERVER_PID=
+}
+
+cleanup() {
+    local status=$?
+    stop_server
+    echo "logs: $LOGS"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A port nothing listens on, below the ephemeral range that loadgen's own
+# connections use.
+free_port() {
+    local port tries
+    for ((tries = 0; tries < 200; tries++)); do
+        port=$((20000 + RANDOM % 10000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    echo "no free port found" >&2
+    return 1
+}
+
+# The command line that starts SERVER on PORT, in the foreground.
+server_command() {
+    case $1 in
+    mq-actix) echo "$MQ $2 $CACHE_SIZE" ;;
+    # Persistence off; the same 64 MB per-client output limit as mq-actix's
+    # --max-pending and NATS's max_pending; room for CONNS clients.
+    redis) echo "redis-server --port $2 --bind 127.0.0.1 --save '' --appendonly no" \
+        "--maxclients $((CONNS + 1000)) --client-output-buffer-limit 'pubsub 64mb 0 0'" ;;
+    # NATS core: no JetStream, nothing persisted.
+    nats) echo "nats-server -a 127.0.0.1 -p $2" ;;
+    esac
+}
+
+# Starts SERVER ($1) on a free port and waits until it accepts connections;
+# sets SERVER_PID and PORT.
+start_server() {
+    local server=$1 log=$2 i
+    PORT=$(free_port)
+    eval "exec $(server_command "$server" "$PORT")" >"$log" 2>&1 &
+    SERVER_PID=$!
+    for ((i = 0; i < 200; i++)); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "$server exited at start:" >&2
+            cat "$log" >&2
+            SERVER_PID=
+            return 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "$server did not answer on 127.0.0.1:$PORT within 10 s" >&2
+    return 1
+}
+
+# A field of /proc/PID/status in KiB, or null.
+proc_kib() {
+    local value
+    value=$(awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status" 2>/dev/null || true)
+    echo "${value:-null}"
+}
+
+# --- one case: RUNS runs of loadgen against one server ---------------------
+
+# Proto flag for a server, when loadgen has --proto.
+proto_args() {
+    $HAS_PROTO || return 0
+    case $1 in
+    mq-actix) echo "--proto mq" ;;
+    redis) echo "--proto redis" ;;
+    nats) echo "--proto nats" ;;
+    esac
+}
+
+# run_case CASE SERVER SCENARIO [LOADGEN ARGS...]
+# Writes results/data/CASE--SERVER--RUN.json (loadgen's report) and
+# CASE--SERVER--RUN.server.json (the server's memory) for each run.
+run_case() {
+    local case=$1 server=$2 scenario=$3 run status before hwm base extra=()
+    shift 3
+    has "$SERVERS" "$server" || return 0
+    read -ra extra <<<"$(proto_args "$server")"
+    say "$case against $server ($RUNS run(s)): loadgen $scenario $*"
+    for ((run = 1; run <= RUNS; run++)); do
+        base=$case--$server--$run
+        rm -f "$DATA/$base.json" "$DATA/$base.server.json"
+        if ! start_server "$server" "$LOGS/$base.server.log"; then
+            FAILED+=("$base: $server did not start")
+            return 0
+        fi
+        local args=("$scenario" --addr "127.0.0.1:$PORT" --quiet "${extra[@]}" "$@")
+        [[ $scenario == conns ]] && $HAS_SERVER_PID && args+=(--server-pid "$SERVER_PID")
+        if ((run == 1)); then
+            local shown="${args[*]} --json results/data/$base.json"
+            shown=${shown//127.0.0.1:$PORT/127.0.0.1:\$PORT}
+            shown=${shown//--server-pid $SERVER_PID/--server-pid \$SERVER_PID}
+            echo "${LOADGEN#"$ROOT"/} ${shown//--1.json/--\$RUN.json}" >>"$DATA/commands.txt"
+        fi
+        before=$(proc_kib "$SERVER_PID" VmRSS)
+        status=0
+        "$LOADGEN" "${args[@]}" --json "$DATA/$base.json" >"$LOGS/$base.txt" 2>&1 || status=$?
+        hwm=$(proc_kib "$SERVER_PID" VmHWM)
+        stop_server
+        printf '{"server": "%s", "vm_rss_before_kib": %s, "vm_hwm_kib": %s}\n' \
+            "$server" "$before" "$hwm" >"$DATA/$base.server.json"
+        sed 's/^/  /' "$LOGS/$base.txt"
+        if ((status == 2)); then
+            # A usage error: this loadgen does not support the case.
+            echo "  loadgen refused $case against $server; skipping it"
+            rm -f "$DATA/$base.json" "$DATA/$base.server.json"
+            FAILED+=("$base: loadgen usage error (see $LOGS/$base.txt)")
+            return 0
+        elif ((status != 0)); then
+            FAILED+=("$base: loadgen exit status $status (see $LOGS/$base.txt)")
+        fi
+        if [[ ! -s $DATA/$base.json ]]; then
+            rm -f "$DATA/$base.server.json"
+        fi
+    done
+}
+
+# --- build, servers, data directory ---------------------------------------
+
+say "building release binaries (cargo build --release --workspace)"
+cargo build --release --workspace
+
+HAS_PROTO=false
+HAS_SERVER_PID=false
+help=$("$LOADGEN" --help)
+grep -q -- '--proto' <<<"$help" && HAS_PROTO=true
+grep -q -- '--server-pid' <<<"$help" && HAS_SERVER_PID=true
+if ! $HAS_PROTO; then
+    echo "loadgen has no --proto: measuring mq-actix only"
+    SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -x mq-actix | tr '\n' ' ' || true)
+fi
+
+package_of() { case $1 in redis) echo redis-server ;; nats) echo nats-server ;; esac; }
+updated=false
+for server in redis nats; do
+    has "$SERVERS" "$server" || continue
+    binary=$(package_of "$server")
+    if ! command -v "$binary" >/dev/null && [[ $INSTALL == 1 ]] && command -v apt-get >/dev/null; then
+        say "installing $binary from Debian's packages"
+        if ! $updated; then
+            apt-get update -qq || true
+            updated=true
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "$binary" || true
+    fi
+    if ! command -v "$binary" >/dev/null; then
+        echo "skipping $server: $binary is not installed and could not be installed"
+        SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -vx "$server" | tr '\n' ' ' || true)
+    fi
+done
+echo "servers: $SERVERS"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+mkdir -p "$DATA"
+if [[ $KEEP != 1 ]]; then
+    rm -f "$DATA"/*--*--*.json "$DATA/commands.txt"
+fi
+for server in $SERVERS; do
+    echo "$(server_command "$server" '$PORT' | sed "s|^$ROOT/||")" >>"$DATA/commands.txt"
+done
+
+json_string() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+json_list() {
+    local item out=
+    for item in $1; do out+="${out:+, }$(json_string "$item")"; done
+    printf '[%s]' "$out"
+}
+
+cat >"$DATA/run.json" <<EOF
+{"quick": $([[ $QUICK == 1 ]] && echo true || echo false), "kept_earlier_runs": $([[ $KEEP == 1 ]] && echo true || echo false), "runs": $RUNS, "duration_s": $DURATION, "hold_s": $HOLD, "servers": $(json_list "$SERVERS"), "scenarios": $(json_list "$SCENARIOS")}
+EOF
+
+version_of() { command -v "$1" >/dev/null && "$1" --version 2>&1 | head -n 1 || echo "not installed"; }
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || revision+=" (with uncommitted changes)"
+cat >"$DATA/machine.json" <<EOF
+{
+  "cpu": $(json_string "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"),
+  "cores": $(nproc),
+  "memory": $(json_string "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"),
+  "kernel": $(json_string "$(uname -r)"),
+  "os": $(json_string "$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")"),
+  "rustc": $(json_string "$(rustc --version)"),
+  "redis": $(json_string "$(version_of redis-server)"),
+  "nats": $(json_string "$(version_of nats-server)"),
+  "git_revision": $(json_string "$revision"),
+  "date": $(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
+  "load": $(json_string "$(cut -d' ' -f1-3 /proc/loadavg)")
+}
+EOF
+
+# --- the scenarios ---------------------------------------------------------
+
+common=(--window 64 --size 64)
+if has "$SCENARIOS" fanout; then
+    for n in $FANOUT_SUBSCRIBERS; do
+        for server in $SERVERS; do
+            run_case "fanout-$n" "$server" fanout --clients "$n" --publishers 1 \
+                --duration "$DURATION" "${common[@]}"
+        done
+    done
+fi
+
+if has "$SCENARIOS" latency && has "$SERVERS" mq-actix; then
+    # The closed-loop maximum first, unless the fanout runs just measured it.
+    probe=fanout-$LATENCY_SUBSCRIBERS
+    if ! compgen -G "$DATA/$probe--mq-actix--*.json" >/dev/null; then
+        run_case "$probe" mq-actix fanout --clients "$LATENCY_SUBSCRIBERS" --publishers 1 \
+            --duration "$DURATION" "${common[@]}"
+    fi
+    probe_files=()
+    for file in "$DATA/$probe"--mq-actix--*.json; do
+        [[ $file == *.server.json || ! -e $file ]] || probe_files+=("$file")
+    done
+    if ((${#probe_files[@]} > 0)) && max=$("$RENDER" median publish_rate "${probe_files[@]}"); then
+        echo "closed-loop maximum of $probe against mq-actix: $max msgs/s"
+        for pct in $LATENCY_PERCENTS; do
+            rate=$((max * pct / 100))
+            ((rate > 0)) || rate=1
+            run_case "latency-$pct" mq-actix fanout --clients "$LATENCY_SUBSCRIBERS" \
+                --publishers 1 --rate "$rate" --duration "$DURATION" "${common[@]}"
+        done
+    else
+        FAILED+=("latency: no closed-loop maximum from $probe")
+    fi
+fi
+
+if has "$SCENARIOS" pairs; then
+    for server in $SERVERS; do
+        run_case pairs "$server" pairs --clients "$PAIRS_CLIENTS" \
+            --messages $((PAIRS_CLIENTS * PAIRS_MESSAGES)) "${common[@]}"
+    done
+fi
+
+if has "$SCENARIOS" queue; then
+    for server in $SERVERS; do
+        # Redis pub/sub has no work queue.
+        [[ $server == redis ]] && continue
+        run_case queue "$server" queue --clients "$QUEUE_WORKERS" \
+            --publishers "$QUEUE_PUBLISHERS" --duration "$DURATION" "${common[@]}"
+    done
+fi
+
+if has "$SCENARIOS" replay; then
+    # The cache is mq's alone.
+    run_case replay mq-actix replay --clients "$REPLAY_SUBSCRIBERS" --cache-size "$CACHE_SIZE" \
+        --size 64
+fi
+
+if has "$SCENARIOS" conns; then
+    for server in $SERVERS; do
+        run_case conns "$server" conns --clients "$CONNS" --hold "$HOLD"
+    done
+fi
+
+# --- criterion ------------------------------------------------------------
+
+if [[ $BENCH == 1 ]]; then
+    say "criterion benchmarks (cargo bench -p mq-actix --benches)"
+    read -ra bench_args <<<"$BENCH_ARGS"
+    cargo bench -p mq-actix --benches -- "${bench_args[@]}"
+fi
+if [[ -d $TARGET_DIR/criterion ]]; then
+    "$RENDER" criterion "$TARGET_DIR/criterion" "$DATA/criterion.json"
+else
+    echo "no criterion results in $TARGET_DIR/criterion: results/data/criterion.json left as it is"
+fi
+
+# --- charts and tables ----------------------------------------------------
+
+# One line per command, in the order first run (KEEP=1 appends to the log).
+awk '!seen[$0]++' "$DATA/commands.txt" >"$DATA/commands.txt.new"
+mv "$DATA/commands.txt.new" "$DATA/commands.txt"
+
+say "charts and tables"
+"$RENDER" render "$DATA" "$ROOT/results"
+
+if ((${#FAILED[@]} > 0)); then
+    say "${#FAILED[@]} run(s) failed:"
+    printf '  %s\n' "${FAILED[@]}"
+    exit 1
+fi
+say "done: results/README.md, results/*.svg and results/data/ are up to date"
