@@ -28,7 +28,7 @@
 #   REPLAY_SUBSCRIBERS=100 [10]  CACHE_SIZE=100 (mq-actix's CACHE_SIZE)
 #   CONNS=10000 [1000]      idle subscribed connections of the conns scenario
 #   BENCH=1 [0]             run `cargo bench`; 0 only collects what is already
-#                           in $CARGO_TARGET_DIR/criterion
+#                           in $CRITERION_HOME or $CARGO_TARGET_DIR/criterion
 #   BENCH_ARGS=""           extra criterion arguments, e.g. "--measurement-time 3"
 #   INSTALL=1               apt-get install redis-server / nats-server when
 #                           missing; 0 skips servers that are not installed
@@ -72,6 +72,8 @@ BIN=$TARGET_DIR/release
 MQ=$BIN/mq-actix
 LOADGEN=$BIN/loadgen
 RENDER=$BIN/results-render
+# Where criterion writes, by its own rules.
+CRITERION_DIR=${CRITERION_HOME:-$TARGET_DIR/criterion}
 DATA=$ROOT/results/data
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
 FAILED=()
@@ -374,10 +376,10 @@ if [[ $BENCH == 1 ]]; then
     read -ra bench_args <<<"$BENCH_ARGS"
     cargo bench -p mq-actix --benches -- "${bench_args[@]}"
 fi
-if [[ -d $TARGET_DIR/criterion ]]; then
-    "$RENDER" criterion "$TARGET_DIR/criterion" "$DATA/criterion.json"
+if [[ -d $CRITERION_DIR ]]; then
+    "$RENDER" criterion "$CRITERION_DIR" "$DATA/criterion.json"
 else
-    echo "no criterion results in $TARGET_DIR/criterion: results/data/criterion.json left as it is"
+    echo "no criterion results in $CRITERION_DIR: results/data/criterion.json left as it is"
 fi
 
 # --- charts and tables ----------------------------------------------------
