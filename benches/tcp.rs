@@ -41,12 +41,14 @@ const CHUNK_LINES: u64 = 64;
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
 /// Deliberate settings: an iteration is one command (tens of microseconds
-/// for a round trip), four seconds of 20 samples keep the intervals usable
-/// on a busy machine and the whole file near two minutes.
+/// for a round trip), so three seconds still give 20 samples of thousands of
+/// commands each; the second of warm-up lets the connection, the topic
+/// lookups and the kernel's buffers settle. With criterion's analysis and
+/// plots the file takes about a minute.
 fn configure(group: &mut Group<'_>) {
     group
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
+        .measurement_time(Duration::from_secs(3))
         .sample_size(20);
 }
 

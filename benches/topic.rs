@@ -45,12 +45,14 @@ const ONE_OVER: usize = 10;
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
-/// Deliberate settings: one iteration is one message (microseconds at most),
-/// so three seconds of samples are plenty, and the file stays near a minute.
+/// Deliberate settings: one iteration is one message or command (a few
+/// microseconds at most), so two seconds give 30 samples of many thousands
+/// of iterations; with criterion's analysis and plots the file takes about
+/// a minute.
 fn configure(group: &mut Group<'_>) {
     group
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(2))
         .sample_size(30);
 }
 
