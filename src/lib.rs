@@ -8,7 +8,8 @@
 //!   encoding of replies and deliveries.
 //! - [`session`]: `SessionActor`, one per connection: runs its commands.
 //! - [`outbox`]: what a connection owes its client, and the task writing it.
-//! - [`registry`]: `Registry`, which creates topics and hands out addresses.
+//! - [`registry`]: `Registry`, which creates topics and hands out addresses;
+//!   [`directory`]: each worker thread's copy of those addresses.
 //! - [`topic`]: `TopicActor`, one per topic: counter, cache, subscribers.
 //! - [`subscribers`]: the round-robin list behind `delivery: "one"`.
 //! - [`shutdown`]: the two phases of a graceful stop.
@@ -16,6 +17,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod directory;
 pub mod outbox;
 pub mod protocol;
 pub mod registry;

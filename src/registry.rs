@@ -1,7 +1,8 @@
 //! `Registry`: creates each topic's actor on first use and hands out its address.
 //!
-//! Sessions keep the addresses they were given, so the registry is asked once
-//! per topic per connection and never sits on the per-message path.
+//! Each worker thread keeps the addresses it was given (`directory`), so the
+//! registry is asked at most once per topic per worker and never sits on the
+//! per-message path.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! `SessionActor`: one TCP connection, from its first line to its close.
 //!
 //! It reads lines through [`LineCodec`], answers bad ones itself and carries
-//! out commands by messaging the topic actors, whose addresses it keeps after
-//! the first lookup. Everything it owes the client goes through its
+//! out commands by messaging the topic actors, whose addresses its worker
+//! thread keeps after the first lookup (`directory`). Everything it owes the client goes through its
 //! [`Outbox`], written by a separate task, so topics deliver without going
 //! through this actor at all.
 //!
@@ -32,6 +32,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::codec::{Framed, LineCodec};
 use crate::config::Limits;
+use crate::directory;
 use crate::outbox::{Outbox, Writer, WriterError};
 use crate::protocol::{self, Command, Delivery, DeliveryTemplate, Line, ProtocolError, OK};
 use crate::registry::{Lookup, Registry};
@@ -52,11 +53,6 @@ enum Action {
     Unsubscribe,
 }
 
-struct Link {
-    topic: Addr<TopicActor>,
-    subscribed: bool,
-}
-
 /// Tells a session that its writer stopped, so the connection is over.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -69,7 +65,8 @@ pub struct SessionActor {
     registry: Addr<Registry>,
     outbox: Outbox,
     writer: Option<(Writer, OwnedWriteHalf)>,
-    topics: HashMap<Box<str>, Link>,
+    /// The topics this connection subscribes to.
+    subscriptions: HashMap<Box<str>, Addr<TopicActor>>,
     stats: Arc<Stats>,
     shutdown: Shutdown,
     /// The read side; cancelled when the broker drains for shutdown.
@@ -150,7 +147,7 @@ impl SessionActor {
                 registry,
                 outbox,
                 writer: Some((writer, write)),
-                topics: HashMap::new(),
+                subscriptions: HashMap::new(),
                 stats,
                 shutdown,
                 reading: Some(reading),
@@ -185,8 +182,9 @@ impl SessionActor {
             Framed::Line(line) => line,
         };
         if let Ok(Line::Command(Command::Send(send))) = protocol::parse_line(&line) {
-            if let Some(link) = self.topics.get(&*send.topic) {
-                self.sends.push(&link.topic, publish_of(&send));
+            let sends = &mut self.sends;
+            if directory::with(&send.topic, |topic| sends.push(topic, publish_of(&send))).is_some()
+            {
                 if !self.sends.scheduled {
                     // Spawned futures run once the stream has yielded what it
                     // has read: the sends go out together at the end of it.
@@ -282,14 +280,11 @@ impl SessionActor {
             Command::Unsubscribe { .. } => Action::Unsubscribe,
         };
         let name = command.topic();
-        if self.topics.contains_key(name) {
-            self.carry_out(name, action, ctx);
-            return;
-        }
         if let Action::Unsubscribe = action {
-            // Never named here, so certainly not subscribed.
-            self.outbox.reply(Bytes::from_static(OK));
-            return;
+            return self.unsubscribe(name, ctx);
+        }
+        if let Some(topic) = directory::with(name, Addr::clone) {
+            return self.carry_out(name, topic, action, ctx);
         }
         let name: Box<str> = name.into();
         ctx.wait(
@@ -301,33 +296,43 @@ impl SessionActor {
                 .into_actor(self)
                 .map(move |found, session, ctx| match found {
                     Ok(topic) => {
-                        session.topics.insert(
-                            name.clone(),
-                            Link {
-                                topic,
-                                subscribed: false,
-                            },
-                        );
-                        session.carry_out(&name, action, ctx);
+                        directory::insert(name.clone(), topic.clone());
+                        session.carry_out(&name, topic, action, ctx);
                     }
                     Err(_) => session.outbox.reply(ProtocolError::Internal.reply()),
                 }),
         );
     }
 
-    /// Runs `action` against a topic this session already has the address of.
-    fn carry_out(&mut self, name: &str, action: Action, ctx: &mut Context<Self>) {
-        let Some(link) = self.topics.get_mut(name) else {
-            self.outbox.reply(ProtocolError::Internal.reply());
-            return;
+    /// Always answered with success; only a subscription needs its topic told.
+    fn unsubscribe(&mut self, name: &str, ctx: &mut Context<Self>) {
+        let Some(topic) = self.subscriptions.remove(name) else {
+            return self.outbox.reply(Bytes::from_static(OK));
         };
+        let sent = topic.send(topic::Unsubscribe { session: self.id });
+        ctx.wait(sent.into_actor(self).map(|sent, session, _| {
+            session.outbox.reply(match sent {
+                Ok(()) => Bytes::from_static(OK),
+                Err(_) => ProtocolError::Internal.reply(),
+            })
+        }));
+    }
+
+    /// Runs a `send` or `subscribe` against its topic.
+    fn carry_out(
+        &mut self,
+        name: &str,
+        topic: Addr<TopicActor>,
+        action: Action,
+        ctx: &mut Context<Self>,
+    ) {
         match action {
-            Action::Publish(publish) => match link.topic.try_send(publish) {
+            Action::Publish(publish) => match topic.try_send(publish) {
                 Ok(()) => self.outbox.reply(Bytes::from_static(OK)),
                 Err(SendError::Full(publish)) => {
                     // The topic is behind: stop reading this client until it
                     // has room, which is what slows a flooding publisher down.
-                    let sent = link.topic.send(publish);
+                    let sent = topic.send(publish);
                     ctx.wait(sent.into_actor(self).map(|sent, session, _| {
                         session.outbox.reply(match sent {
                             Ok(()) => Bytes::from_static(OK),
@@ -338,31 +343,21 @@ impl SessionActor {
                 Err(SendError::Closed(_)) => self.outbox.reply(ProtocolError::Internal.reply()),
             },
             Action::Subscribe { last_seen, replay } => {
-                link.subscribed = true;
                 let subscribe = topic::Subscribe {
                     session: self.id,
                     outbox: self.outbox.clone(),
                     last_seen,
                     replay,
                 };
-                let sent = link.topic.send(subscribe);
+                let sent = topic.send(subscribe);
+                self.subscriptions.insert(name.into(), topic);
                 ctx.wait(sent.into_actor(self).map(|sent, session, _| {
                     if sent.is_err() {
                         session.outbox.reply(ProtocolError::Internal.reply());
                     }
                 }));
             }
-            Action::Unsubscribe if !link.subscribed => self.outbox.reply(Bytes::from_static(OK)),
-            Action::Unsubscribe => {
-                link.subscribed = false;
-                let sent = link.topic.send(topic::Unsubscribe { session: self.id });
-                ctx.wait(sent.into_actor(self).map(|sent, session, _| {
-                    session.outbox.reply(match sent {
-                        Ok(()) => Bytes::from_static(OK),
-                        Err(_) => ProtocolError::Internal.reply(),
-                    })
-                }));
-            }
+            Action::Unsubscribe => self.unsubscribe(name, ctx),
         }
     }
 }
@@ -412,8 +407,8 @@ impl Actor for SessionActor {
         for (topic, batch) in std::mem::take(&mut self.sends).batches {
             topic.do_send(PublishBatch(batch));
         }
-        for link in self.topics.values().filter(|link| link.subscribed) {
-            link.topic.do_send(topic::Unsubscribe { session: self.id });
+        for topic in self.subscriptions.values() {
+            topic.do_send(topic::Unsubscribe { session: self.id });
         }
         self.outbox.close();
         self.stats.session_stopped();
@@ -450,7 +445,7 @@ impl Handler<WriterStopped> for SessionActor {
                 self.stats.slow_consumer();
                 tracing::warn!(
                     peer = %self.peer,
-                    topics = self.topics.values().filter(|l| l.subscribed).count(),
+                    topics = self.subscriptions.len(),
                     pending_bytes = pending,
                     "slow consumer disconnected: it owed more than the --max-pending budget"
                 );
