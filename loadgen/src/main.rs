@@ -8,11 +8,13 @@
 //!   driver they share;
 //! - `peer`: one connection's part in a run; `publish`: its sending side;
 //! - `client`: the protocol on one connection;
-//! - `payload`: what travels inside each message;
+//! - `payload`: what travels inside each message; `ascii`: the byte-level
+//!   helpers that decoding it and the lines around it rely on;
 //! - `check`: correctness bookkeeping;
 //! - `stats`: shared clock, counters and latency histograms;
 //! - `progress` and `report`: what a person sees; `limits`: the OS's.
 
+mod ascii;
 mod check;
 mod cli;
 mod client;
@@ -24,6 +26,8 @@ mod publish;
 mod report;
 mod scenario;
 mod stats;
+#[cfg(test)]
+mod testing;
 
 use std::process::ExitCode;
 

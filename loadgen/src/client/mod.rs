@@ -134,6 +134,7 @@ impl Conn {
                 half: read,
                 buf: Vec::with_capacity(READ_CHUNK),
                 start: 0,
+                mq_shape: None,
             },
             writer: Writer {
                 proto,
@@ -251,6 +252,8 @@ pub struct Reader {
     buf: Vec<u8>,
     /// Where the undecoded bytes start in `buf`.
     start: usize,
+    /// The shape of the last mq delivery, to read the next one quickly.
+    mq_shape: Option<mq::Shape>,
 }
 
 impl Reader {
@@ -258,7 +261,7 @@ impl Reader {
     pub fn next_buffered(&mut self) -> Option<Reply<'_>> {
         let pending = &self.buf[self.start..];
         let (reply, used) = match self.proto {
-            Proto::Mq => mq::decode(pending),
+            Proto::Mq => mq::decode(pending, &mut self.mq_shape),
             Proto::Redis => redis::decode(pending),
             Proto::Nats => nats::decode(pending),
         }?;

@@ -2,13 +2,12 @@
 //! topics of the next few clients in turn, so every message has exactly one
 //! receiver and traffic crosses between all connections.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::ensure;
 
 use super::{connect_all, drive, plan, summarize, Ctx};
-use crate::check::{Expect, Receiver, Stream};
+use crate::check::{ByPublisher, Expect, Receiver, Stream};
 use crate::client::{Delivery, Subscription, Topic};
 use crate::peer::Peer;
 use crate::report::{Params, Report};
@@ -45,7 +44,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             let targets = (1..=peers_each)
                 .map(|d| topics[(i + d) % clients].clone())
                 .collect();
-            let streams: HashMap<_, _> = (1..=peers_each)
+            let streams: ByPublisher<_> = (1..=peers_each)
                 .map(|d| {
                     let from = ((i + clients - d) % clients) as u32;
                     (from, Stream::new(d as u64 - 1, peers_each as u64))

@@ -2,13 +2,12 @@
 //! Every message must reach exactly one worker; how evenly they are shared
 //! shows the fairness of the round-robin.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::ensure;
 
 use super::{connect_all, drive, plan, summarize, Ctx};
-use crate::check::{Expect, Ledger, Receiver};
+use crate::check::{ByPublisher, Expect, Ledger, Receiver};
 use crate::client::{Delivery, Subscription, Topic};
 use crate::peer::Peer;
 use crate::report::{Params, QueueFigures, Report};
@@ -35,7 +34,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let receivers = receiving.conns.into_iter().enumerate().map(|(i, conn)| {
         let expect = Expect::Share {
             ledger: ledger.clone(),
-            last_seq: HashMap::new(),
+            last_seq: ByPublisher::default(),
         };
         Peer::receiver(i, conn, Receiver::new(topic.name.clone(), ctx.run, expect))
     });

@@ -2,13 +2,12 @@
 //! `last_seen`. Each subscriber is owed exactly the cached suffix above its
 //! `last_seen`, with the indices the messages were given when published.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure};
 
 use super::{connect_all, drive, plan, summarize, Ctx};
-use crate::check::{Expect, Receiver, Stream};
+use crate::check::{ByPublisher, Expect, Receiver, Stream};
 use crate::client::{Delivery, Subscription, Topic};
 use crate::peer::Peer;
 use crate::report::{Latency, Params, ReplayFigures, Report};
@@ -84,7 +83,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             let gets_from = asks_from.max(cached_from);
             let owed = (last + 1).saturating_sub(gets_from);
             owed_total += owed;
-            let streams = HashMap::from([(0, Stream::new(gets_from - first, 1))]);
+            let streams = ByPublisher::from_iter([(0, Stream::new(gets_from - first, 1))]);
             let check = Receiver::new(topic.name.clone(), ctx.run, Expect::Streams(streams))
                 .with_index_base(first);
             let mut peer = Peer::receiver(s, conn, check);
