@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use actix::{Message, Recipient};
 use bytes::Bytes;
@@ -116,11 +117,21 @@ struct Shared {
     budget: usize,
 }
 
-#[derive(Debug, Default)]
+/// How far behind a client is: what topics look at to pace publishers.
+#[derive(Debug, Clone, Copy)]
+pub struct Backlog {
+    /// Bytes queued or being written.
+    pub pending: usize,
+    /// When a write to the socket last succeeded (or the queue was created).
+    pub last_write: Instant,
+}
+
+#[derive(Debug)]
 struct Queue {
     items: VecDeque<Outgoing>,
     /// Bytes queued or being written.
     pending: usize,
+    last_write: Instant,
     /// The writer has stopped: nothing more is accepted.
     closed: bool,
     /// A push found the client over its budget.
@@ -137,11 +148,26 @@ pub enum WriterError {
     Io(io::Error),
 }
 
+impl Queue {
+    fn backlog(&self) -> Backlog {
+        Backlog {
+            pending: self.pending,
+            last_write: self.last_write,
+        }
+    }
+}
+
 impl Outbox {
     /// A queue whose client may owe at most `budget` bytes.
     pub fn new(budget: usize) -> (Outbox, Writer) {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                pending: 0,
+                last_write: Instant::now(),
+                closed: false,
+                over_budget: false,
+            }),
             wake: Notify::new(),
             budget,
         });
@@ -151,9 +177,10 @@ impl Outbox {
         (Outbox { shared }, writer)
     }
 
-    /// Queues `item`, or gives it back if the connection is gone or over its
-    /// budget (in which case its writer is told to cut it off).
-    pub fn push(&self, item: Outgoing) -> Result<(), Outgoing> {
+    /// Queues `item` and says what the client now owes, or gives the item
+    /// back if the connection is gone or over its budget (in which case its
+    /// writer is told to cut it off).
+    pub fn push(&self, item: Outgoing) -> Result<Backlog, Outgoing> {
         let len = item.bytes().len();
         let mut queue = self.shared.lock();
         if queue.closed || queue.over_budget {
@@ -167,12 +194,13 @@ impl Outbox {
         }
         let was_empty = queue.items.is_empty();
         queue.pending += len;
+        let backlog = queue.backlog();
         queue.items.push_back(item);
         drop(queue);
         if was_empty {
             self.shared.wake.notify_one();
         }
-        Ok(())
+        Ok(backlog)
     }
 
     /// Queues a reply; a reply to a connection that is gone has nowhere to go.
@@ -188,6 +216,11 @@ impl Outbox {
     /// Bytes queued but not yet written to the socket.
     pub fn pending_bytes(&self) -> usize {
         self.shared.lock().pending
+    }
+
+    /// What the client owes and when its socket last took some of it.
+    pub fn backlog(&self) -> Backlog {
+        self.shared.lock().backlog()
     }
 }
 
@@ -240,6 +273,9 @@ impl Writer {
                     }
                 }
                 self.shared.wake.notified().await;
+                // Let the rest of this thread's ready work run first: more
+                // lines join the queue and go out in the same `writev`.
+                tokio::task::yield_now().await;
             };
             let close = batch
                 .iter()
@@ -250,7 +286,10 @@ impl Writer {
             let written = write_batch(sink, batch.make_contiguous())
                 .await
                 .map_err(WriterError::Io)?;
-            self.shared.lock().pending -= written;
+            let mut queue = self.shared.lock();
+            queue.pending -= written;
+            queue.last_write = Instant::now();
+            drop(queue);
             for item in batch {
                 if let Outgoing::Handoff(handoff) = item {
                     handoff.delivered();

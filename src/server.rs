@@ -26,6 +26,11 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// How long a peer may stay silent before keepalive probes start.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Kernel send buffer per connection. Left to autotuning it grows to
+/// megabytes, where a backlog for a slow reader sits out of the broker's
+/// sight; kept small, the backlog stays in the outbox, where `--max-pending`
+/// and the topics' pacing see it.
+const SEND_BUFFER: usize = 64 * 1024;
 /// Longest pause after an accept error such as EMFILE.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -193,7 +198,9 @@ fn configure(stream: &TcpStream) {
     let keepalive = TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL);
-    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
+    let socket = SockRef::from(stream);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    let _ = socket.set_send_buffer_size(SEND_BUFFER);
 }
 
 async fn turn_away(mut stream: TcpStream) {

@@ -34,6 +34,10 @@ impl<T> RoundRobin<T> {
         self.items.iter()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.items.iter_mut()
+    }
+
     pub fn position(&self, pred: impl FnMut(&T) -> bool) -> Option<usize> {
         self.items.iter().position(pred)
     }
@@ -61,10 +65,10 @@ impl<T> RoundRobin<T> {
     }
 
     /// Keeps the subscribers for which `keep` is true, visiting all in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut T) -> bool) {
         let mut i = 0;
         while i < self.items.len() {
-            if keep(&self.items[i]) {
+            if keep(&mut self.items[i]) {
                 i += 1;
             } else {
                 self.remove(i);
@@ -224,7 +228,7 @@ mod tests {
         let mut r = rr(5);
         next(&mut r);
         next(&mut r);
-        r.retain(|&s| s != 0 && s != 3);
+        r.retain(|s| *s != 0 && *s != 3);
         assert_eq!(next(&mut r), 2);
         assert_eq!(next(&mut r), 4);
         assert_eq!(next(&mut r), 1);

@@ -13,11 +13,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient};
 use bytes::{Bytes, BytesMut};
 
-use crate::outbox::{Handoff, Outbox, Outgoing, Redeliver};
+use crate::outbox::{Backlog, Handoff, Outbox, Outgoing, Redeliver};
 use crate::protocol::{DeliveryTemplate, OK};
 use crate::session::SessionId;
 use crate::subscribers::{Gone, RoundRobin};
@@ -29,6 +30,18 @@ pub const MAILBOX_CAPACITY: usize = 1024;
 /// A batch of delivered lines is handed out once it reaches this size, even
 /// if more sends are waiting, so batches stay cheap to copy and to cache.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Pacing: when *every* subscriber owes more than this, and at least one of
+/// them is still reading, the topic stops taking sends until one has caught
+/// up. Publishers then wait (their topic's mailbox fills up) instead of
+/// piling messages into outboxes faster than subscribers read them, which is
+/// what keeps latency low under load.
+const PACE_BYTES: usize = 32 * 1024;
+/// A subscriber whose socket took nothing for this long has stopped reading:
+/// it never holds the topic back, and is left to its `--max-pending` budget.
+const STALLED_AFTER: Duration = Duration::from_millis(500);
+/// How often a paced topic looks whether its subscribers caught up.
+const PACE_POLL: Duration = Duration::from_millis(1);
 
 /// A `send`, already encoded up to its index.
 #[derive(Debug, Message)]
@@ -112,6 +125,43 @@ struct Batch {
     /// Per line: its index, where it ends in `lines`, whether to cache it.
     ends: Vec<(u64, usize, bool)>,
     flush_scheduled: bool,
+    /// The last flush found every subscriber behind.
+    congested: bool,
+}
+
+/// Whether a topic's subscribers, taken together, are too far behind for it
+/// to take more sends.
+#[derive(Debug)]
+struct Pace {
+    all_behind: bool,
+    any_reading: bool,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            all_behind: true,
+            any_reading: false,
+        }
+    }
+}
+
+impl Pace {
+    fn add(&mut self, backlog: Backlog, now: Instant) {
+        if backlog.pending <= PACE_BYTES {
+            self.all_behind = false;
+        } else if now.saturating_duration_since(backlog.last_write) < STALLED_AFTER {
+            self.any_reading = true;
+        }
+    }
+
+    /// Every subscriber is behind and one of them is still reading: the
+    /// subscribers as a whole cannot keep up, so publishers must wait. A
+    /// subscriber that stopped reading never holds the others back, and one
+    /// that keeps up releases the topic at once.
+    fn congested(&self) -> bool {
+        self.all_behind && self.any_reading
+    }
 }
 
 impl TopicActor {
@@ -138,8 +188,17 @@ impl TopicActor {
         let lines = self.batch.lines.split().freeze();
         // A subscriber that refuses a batch is gone or over its budget (and
         // being cut off): either way it receives nothing more.
+        let now = Instant::now();
+        let mut pace = Pace::default();
         self.subscribers
-            .retain(|sub| sub.outbox.push(Outgoing::Line(lines.clone())).is_ok());
+            .retain(|sub| match sub.outbox.push(Outgoing::Line(lines.clone())) {
+                Ok(backlog) => {
+                    pace.add(backlog, now);
+                    true
+                }
+                Err(_) => false,
+            });
+        self.batch.congested = pace.congested();
         let mut start = 0;
         let ends = std::mem::take(&mut self.batch.ends);
         for &(index, end, cache) in &ends {
@@ -164,6 +223,31 @@ impl TopicActor {
         }
     }
 
+    /// Flushes, then holds the topic back while its subscribers are behind
+    /// (see [`PACE_BYTES`]).
+    fn flush_and_pace(&mut self, ctx: &mut Context<Self>) {
+        self.flush();
+        if self.batch.congested {
+            self.wait_for_subscribers(ctx);
+        }
+    }
+
+    fn wait_for_subscribers(&mut self, ctx: &mut Context<Self>) {
+        ctx.wait(actix::fut::wrap_future(tokio::time::sleep(PACE_POLL)).map(
+            |(), topic: &mut Self, ctx| {
+                let now = Instant::now();
+                let mut pace = Pace::default();
+                for sub in topic.subscribers.iter() {
+                    pace.add(sub.outbox.backlog(), now);
+                }
+                topic.batch.congested = pace.congested();
+                if topic.batch.congested {
+                    topic.wait_for_subscribers(ctx);
+                }
+            },
+        ));
+    }
+
     fn send_one(&mut self, index: u64, line: Bytes, cache: bool) {
         let Some(topic) = self.redeliver.clone() else {
             return;
@@ -172,6 +256,7 @@ impl TopicActor {
         let refused = self.subscribers.offer(handoff, |sub, handoff| {
             sub.outbox
                 .push(Outgoing::Handoff(handoff))
+                .map(drop)
                 .map_err(|back| match back {
                     Outgoing::Handoff(h) => (h, Gone(true)),
                     _ => unreachable!("the outbox gives back what it was given"),
@@ -246,12 +331,14 @@ impl TopicActor {
         msg.template.write_line(index, &mut self.batch.lines);
         self.batch.ends.push((index, self.batch.lines.len(), cache));
         if self.batch.lines.len() >= MAX_BATCH_BYTES {
-            self.flush();
+            self.flush_and_pace(ctx);
         } else if !self.batch.flush_scheduled {
             // Spawned futures run after the mailbox is drained: the batch
             // goes out once every send already queued has joined it.
             self.batch.flush_scheduled = true;
-            ctx.spawn(actix::fut::ready(()).map(|(), topic: &mut Self, _| topic.flush()));
+            ctx.spawn(
+                actix::fut::ready(()).map(|(), topic: &mut Self, ctx| topic.flush_and_pace(ctx)),
+            );
         }
     }
 }
@@ -317,5 +404,47 @@ impl Handler<SubscriberCount> for TopicActor {
 
     fn handle(&mut self, _: SubscriberCount, _: &mut Self::Context) -> usize {
         self.subscribers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backlog(pending: usize, idle_ms: u64, now: Instant) -> Backlog {
+        Backlog {
+            pending,
+            last_write: now - Duration::from_millis(idle_ms),
+        }
+    }
+
+    fn congested(backlogs: &[(usize, u64)]) -> bool {
+        let now = Instant::now() + Duration::from_secs(1);
+        let mut pace = Pace::default();
+        for &(pending, idle_ms) in backlogs {
+            pace.add(backlog(pending, idle_ms, now), now);
+        }
+        pace.congested()
+    }
+
+    #[test]
+    fn no_subscriber_never_holds_a_topic_back() {
+        assert!(!congested(&[]));
+    }
+
+    #[test]
+    fn one_subscriber_keeping_up_releases_the_topic() {
+        assert!(!congested(&[(10 * PACE_BYTES, 1), (PACE_BYTES, 1)]));
+    }
+
+    #[test]
+    fn all_behind_and_reading_is_congestion() {
+        assert!(congested(&[(PACE_BYTES + 1, 1), (10 * PACE_BYTES, 50)]));
+    }
+
+    #[test]
+    fn stalled_subscribers_never_hold_it_back() {
+        assert!(!congested(&[(10 * PACE_BYTES, 500)]));
+        assert!(congested(&[(10 * PACE_BYTES, 500), (PACE_BYTES + 1, 0)]));
     }
 }

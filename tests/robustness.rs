@@ -34,7 +34,7 @@ async fn read_all_in_order(client: &mut Client, topic: &str, msg: &str, count: u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_is_cut_off_and_the_rest_get_everything() {
-    const BUDGET: usize = 4 << 20;
+    const BUDGET: usize = 16 << 20;
     const MESSAGES: u64 = 40_000;
     let server = Server::start_with(&["--max-pending", &BUDGET.to_string()]);
     let msg = "x".repeat(1000);
