@@ -59,31 +59,45 @@ pub fn plain_len(bytes: &[u8]) -> usize {
 /// Whether every byte of `bytes` is `byte`.
 pub fn all_are(bytes: &[u8], byte: u8) -> bool {
     let pattern = ONES * u64::from(byte);
-    let mut chunks = bytes.chunks_exact(8);
-    let words_match = chunks
-        .by_ref()
-        .all(|chunk| u64::from_ne_bytes(chunk.try_into().unwrap_or_default()) == pattern);
-    words_match && chunks.remainder().iter().all(|&b| b == byte)
+    let word_at = |at: usize| {
+        let chunk = bytes.get(at..at + 8).and_then(|c| c.try_into().ok());
+        u64::from_ne_bytes(chunk.unwrap_or_default())
+    };
+    if bytes.len() < 8 {
+        return bytes.iter().all(|&b| b == byte);
+    }
+    // Whole words, then the last eight bytes, which may overlap the last
+    // word checked.
+    (0..bytes.len() / 8).all(|i| word_at(i * 8) == pattern) && word_at(bytes.len() - 8) == pattern
 }
 
 /// Reads the decimal number at the start of `bytes` as JSON and loadgen
 /// write it (no sign, no leading zero), if it fits in a `u64`; returns it
 /// with the count of its digits, leaving what follows to the caller.
+///
+/// A delivery carries some thirty digits, so the first [`SAFE_DIGITS`] are
+/// taken without checking for overflow, which they cannot cause.
 pub fn decimal(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
     let mut digits = 0;
-    for &b in bytes {
-        let digit = b.wrapping_sub(b'0');
+    let safe = bytes.len().min(SAFE_DIGITS);
+    while digits < safe {
+        let digit = bytes[digits].wrapping_sub(b'0');
         if digit > 9 {
             break;
         }
-        value = if digits < SAFE_DIGITS {
-            // Cannot overflow: fewer than SAFE_DIGITS digits came before.
-            value * 10 + u64::from(digit)
-        } else {
-            value.checked_mul(10)?.checked_add(u64::from(digit))?
-        };
+        value = value * 10 + u64::from(digit);
         digits += 1;
+    }
+    if digits == SAFE_DIGITS {
+        for &b in &bytes[digits..] {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+            digits += 1;
+        }
     }
     let leading_zero = digits > 1 && bytes[0] == b'0';
     (digits > 0 && !leading_zero).then_some((value, digits))
@@ -136,6 +150,53 @@ mod tests {
                 let mut other = dots.clone();
                 other[at] = b'-';
                 assert!(!all_are(&other, b'.'), "{len} {at}");
+            }
+        }
+    }
+
+    /// `decimal`, one byte at a time.
+    fn decimal_by_bytes(bytes: &[u8]) -> Option<(u64, usize)> {
+        let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || (digits > 1 && bytes[0] == b'0') {
+            return None;
+        }
+        let value = std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()?;
+        Some((value, digits))
+    }
+
+    #[test]
+    fn decimal_agrees_with_a_byte_by_byte_reading() {
+        let mut rng = XorShift(0x1234_5678_9abc_def1);
+        for _ in 0..100_000 {
+            let len = rng.below(26);
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| match rng.below(20) {
+                    0 => rng.below(256) as u8,
+                    1 => b'0',
+                    2 => b'9',
+                    _ => b'0' + rng.below(10) as u8,
+                })
+                .collect();
+            if rng.below(4) == 0 {
+                // Near the top of a u64.
+                bytes.splice(0..0, *b"1844674407370955161");
+            }
+            assert_eq!(decimal(&bytes), decimal_by_bytes(&bytes), "{bytes:?}");
+        }
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99_999_999,
+            100_000_000,
+            u64::MAX / 10,
+            u64::MAX,
+        ] {
+            for tail in ["", ":", ":.........", "}\r\n"] {
+                let text = format!("{n}{tail}");
+                let digits = n.to_string().len();
+                assert_eq!(decimal(text.as_bytes()), Some((n, digits)), "{text}");
             }
         }
     }

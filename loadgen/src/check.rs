@@ -5,8 +5,7 @@
 //! correct run costs a few integers per receiver and publisher, so the checks
 //! stay on at full load instead of being sampled.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
@@ -356,34 +355,54 @@ impl Ledger {
     }
 }
 
-/// A map keyed by publisher number, looked up once per delivery.
-pub type ByPublisher<V> = HashMap<u32, V, BuildHasherDefault<PublisherHasher>>;
+/// Values keyed by publisher number, looked up once per delivery: a vector
+/// sorted by publisher, since a receiver hears from few publishers (one in
+/// most runs), and a binary search of a short vector costs less than hashing.
+#[derive(Debug, Clone)]
+pub struct ByPublisher<V>(Vec<(u32, V)>);
 
-/// Hashes a publisher number with one multiplication. Publisher numbers are
-/// loadgen's own, so SipHash's defence against chosen keys buys nothing, and
-/// it cost more than the rest of a delivery's check.
-#[derive(Debug, Default)]
-pub struct PublisherHasher(u64);
+impl<V> Default for ByPublisher<V> {
+    fn default() -> Self {
+        ByPublisher(Vec::new())
+    }
+}
 
-impl Hasher for PublisherHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0 << 8 | u64::from(b));
+impl<V> ByPublisher<V> {
+    fn find(&self, publisher: u32) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&publisher, |&(p, _)| p)
+    }
+
+    /// The value of `publisher`, if it has one.
+    pub fn get_mut(&mut self, publisher: u32) -> Option<&mut V> {
+        let at = self.find(publisher).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
+    /// Sets the value of `publisher`, returning the one it replaces.
+    pub fn insert(&mut self, publisher: u32, value: V) -> Option<V> {
+        match self.find(publisher) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
+            Err(at) => {
+                self.0.insert(at, (publisher, value));
+                None
+            }
         }
     }
 
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
+    /// Every publisher with its value, in increasing order of publisher.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &V)> {
+        self.0.iter().map(|(p, v)| (*p, v))
     }
+}
 
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: spreads consecutive numbers over the high bits
-        // as well as the low ones.
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
+impl<V> FromIterator<(u32, V)> for ByPublisher<V> {
+    /// As a map would: a later value for a publisher replaces an earlier one.
+    fn from_iter<I: IntoIterator<Item = (u32, V)>>(pairs: I) -> Self {
+        let mut map = ByPublisher::default();
+        for (publisher, value) in pairs {
+            map.insert(publisher, value);
+        }
+        map
     }
 }
 
@@ -411,7 +430,7 @@ impl Expect {
     fn arrive(&mut self, publisher: u32, seq: u64) -> Arrival {
         match self {
             Expect::Streams(streams) => streams
-                .get_mut(&publisher)
+                .get_mut(publisher)
                 .map_or(Arrival::NotOwed, |s| s.arrive(seq)),
             Expect::Share { ledger, last_seq } => {
                 let first = ledger
@@ -557,10 +576,8 @@ impl Receiver {
     /// publisher did, and returns every violation it saw.
     pub fn finish(mut self, published: &Published) -> Violations {
         if let Expect::Streams(streams) = &self.expect {
-            let mut ids: Vec<_> = streams.keys().copied().collect();
-            ids.sort_unstable();
-            for id in ids {
-                streams[&id].tally(id, published.of(id as usize), &mut self.violations);
+            for (id, stream) in streams.iter() {
+                stream.tally(id, published.of(id as usize), &mut self.violations);
             }
         }
         self.violations
@@ -735,6 +752,19 @@ mod tests {
         assert_eq!(b.violations.duplicate, 1);
         let total = ledger.lock().unwrap().tally(&all_acked(&[4]));
         assert_eq!((total.missing, total.corrupt), (1, 0));
+    }
+
+    #[test]
+    fn by_publisher_keeps_the_last_value_of_each_in_order() {
+        let mut map: ByPublisher<&str> = [(5, "a"), (1, "b"), (9, "c"), (1, "d")]
+            .into_iter()
+            .collect();
+        assert_eq!(map.insert(3, "e"), None);
+        assert_eq!(map.insert(9, "f"), Some("c"));
+        *map.get_mut(5).unwrap() = "g";
+        assert_eq!(map.get_mut(4), None);
+        let all: Vec<_> = map.iter().map(|(p, v)| (p, *v)).collect();
+        assert_eq!(all, [(1, "d"), (3, "e"), (5, "g"), (9, "f")]);
     }
 
     #[test]

@@ -79,8 +79,9 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub hold: Duration,
 
-    /// conns: the server's process id, to report its memory per connection
-    /// [default: none, memory not reported]
+    /// The server's process id, to report its CPU time per delivery beside
+    /// loadgen's (and in conns its memory per connection); Linux only
+    /// [default: none, not reported]
     #[arg(long)]
     pub server_pid: Option<u32>,
 

@@ -69,6 +69,20 @@ impl Payload {
     }
 }
 
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`].
+const HEX_VALUES: [u8; 256] = {
+    let mut values = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        values[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    values
+};
+
+/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUES`].
+const NOT_HEX: u8 = 0xff;
+
 /// Takes eight lowercase hex digits and a `:` off the front of `rest`.
 fn hex_field(rest: &mut &[u8]) -> Option<u32> {
     let (digits, after) = rest.split_first_chunk::<8>()?;
@@ -76,13 +90,14 @@ fn hex_field(rest: &mut &[u8]) -> Option<u32> {
         return None;
     };
     let mut value = 0u32;
+    let mut invalid = 0u8;
     for &digit in digits {
-        let nibble = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return None,
-        };
-        value = value << 4 | u32::from(nibble);
+        let nibble = HEX_VALUES[usize::from(digit)];
+        invalid |= nibble & 0xf0;
+        value = value << 4 | u32::from(nibble & 0x0f);
+    }
+    if invalid != 0 {
+        return None;
     }
     *rest = after;
     Some(value)

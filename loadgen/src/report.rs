@@ -44,6 +44,10 @@ pub struct Report {
     /// owed delivery received: evidence that the tool is not the bottleneck.
     pub loadgen_cpu_s: Option<f64>,
     pub loadgen_cpu_s_per_delivery: Option<f64>,
+    /// The same for the server, with `--server-pid`: loadgen shares the
+    /// machine with it, so loadgen's figure should stay below this one.
+    pub server_cpu_s: Option<f64>,
+    pub server_cpu_s_per_delivery: Option<f64>,
     /// All violations together; any makes the exit status non-zero.
     pub violations: u64,
     pub correctness: Violations,
@@ -306,6 +310,12 @@ impl Report {
         if let (Some(cpu), Some(per)) = (self.loadgen_cpu_s, self.loadgen_cpu_s_per_delivery) {
             line(format!(
                 "  loadgen    {cpu:.2} CPU-s, {} per delivery",
+                micros(per * 1e6)
+            ));
+        }
+        if let (Some(cpu), Some(per)) = (self.server_cpu_s, self.server_cpu_s_per_delivery) {
+            line(format!(
+                "  server     {cpu:.2} CPU-s, {} per delivery",
                 micros(per * 1e6)
             ));
         }

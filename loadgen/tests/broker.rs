@@ -20,6 +20,8 @@ fn assert_clean(run: &Run) {
 #[test]
 fn fanout_delivers_everything_to_everyone() {
     let server = broker();
+    // The server runs in this process.
+    let pid = std::process::id().to_string();
     let run = loadgen(
         server.addr(),
         &[
@@ -30,6 +32,8 @@ fn fanout_delivers_everything_to_everyone() {
             "2",
             "--messages",
             "2000",
+            "--server-pid",
+            &pid,
         ],
     );
     assert_clean(&run);
@@ -43,6 +47,9 @@ fn fanout_delivers_everything_to_everyone() {
     assert!(run.num("/latency/p50_us") <= run.num("/latency/max_us"));
     assert_eq!(run.report["scenario"], "fanout");
     assert!(run.report["timestamp"].is_string());
+    assert!(run.num("/loadgen_cpu_s_per_delivery") > 0.0);
+    assert!(run.num("/server_cpu_s") >= 0.0);
+    assert!(run.report["server_cpu_s_per_delivery"].is_number());
 }
 
 #[test]

@@ -200,4 +200,69 @@ mod tests {
         );
         assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
+
+    /// What receiving costs loadgen per delivery, kernel aside: decoding,
+    /// checking and timing lines as mq-actix writes them, in CPU time, the
+    /// best of a few tries. Run it under `valgrind --tool=callgrind` for a
+    /// count of instructions that a busy machine does not disturb:
+    ///
+    ///     cargo test --release -p loadgen --bin loadgen receive_cost -- --ignored --nocapture
+    #[test]
+    #[ignore]
+    fn receive_cost() {
+        const LINES: u64 = 1000;
+        const PASSES: u64 = 200;
+        let run = 0xdead_beef;
+        let mut buf = Vec::new();
+        for seq in 0..LINES {
+            let mut msg = Vec::new();
+            let stamp_ns = 4_000_000_000 + seq * 1000;
+            let payload = crate::payload::Payload {
+                run,
+                publisher: 0,
+                seq,
+                stamp_ns,
+            };
+            payload.write(64, &mut msg);
+            let msg = String::from_utf8(msg).unwrap();
+            let index = 1_000_000 + seq;
+            buf.extend_from_slice(
+                format!(
+                    "{{\"command\": \"send\", \"topic\": \"foo\", \"msg\": \"{msg}\", \
+                     \"delivery\": \"all\", \"index\": {index}}}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        let live = crate::stats::Live::new(crate::stats::Clock::start(), 1).unwrap();
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let before = crate::stats::cpu_time().unwrap();
+            for _ in 0..PASSES {
+                receive_all(&buf, run, &live);
+            }
+            best = best.min(crate::stats::cpu_time().unwrap() - before);
+        }
+        let per_line = best.as_nanos() as f64 / (LINES * PASSES) as f64;
+        eprintln!("receiving costs {per_line:.0} ns of CPU per delivery");
+    }
+
+    /// Decodes, checks and times every line of `buf`, as a connection of a
+    /// fanout subscribed to `foo` would.
+    #[inline(never)]
+    fn receive_all(buf: &[u8], run: u32, live: &crate::stats::Live) {
+        use crate::check::{Expect, Receiver};
+        let mut recv = Receiver::new("foo".into(), run, Expect::all_of(1));
+        let (mut shape, mut used, mut samples) = (None, 0, Vec::new());
+        while let Some((reply, len)) = decode(&buf[used..], &mut shape) {
+            used += len;
+            let Reply::Delivery { topic, msg, index } = reply else {
+                panic!("not a delivery");
+            };
+            let payload = recv.on_delivery(&topic, &msg, index).expect("owed");
+            samples.push(5_000_000_000u64.saturating_sub(payload.stamp_ns));
+        }
+        assert_eq!(recv.violations.total(), 0);
+        live.latencies.record(0, &samples);
+    }
 }

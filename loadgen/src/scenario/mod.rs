@@ -230,6 +230,8 @@ pub struct Driven {
     pub elapsed: Duration,
     /// CPU time loadgen used in the phase.
     pub cpu: Option<Duration>,
+    /// CPU time the server used in the phase, with `--server-pid`.
+    pub server_cpu: Option<Duration>,
     /// Why the phase was cut short, when it was.
     pub cut_short: Vec<String>,
 }
@@ -249,6 +251,13 @@ pub async fn drive(
 ) -> Driven {
     let args = &ctx.args;
     let cpu_before = stats::cpu_time();
+    let server_cpu = || {
+        let pid = args.server_pid?;
+        stats::process_cpu_time(pid)
+            .map_err(|e| eprintln!("loadgen: the CPU time of --server-pid {pid}: {e:#}"))
+            .ok()
+    };
+    let server_cpu_before = server_cpu();
     let start = Instant::now();
     let until = args.publish_for().map(|d| start + d);
     let hard_deadline = until.map(|u| u + GRACE);
@@ -339,6 +348,7 @@ pub async fn drive(
         cpu: stats::cpu_time()
             .zip(cpu_before)
             .map(|(after, before)| after.saturating_sub(before)),
+        server_cpu: server_cpu_before.and_then(|before| Some(server_cpu()?.saturating_sub(before))),
         cut_short,
     }
 }
@@ -386,6 +396,8 @@ pub fn blank_report(ctx: &Ctx, params: Params) -> Report {
         latency: None,
         loadgen_cpu_s: None,
         loadgen_cpu_s_per_delivery: None,
+        server_cpu_s: None,
+        server_cpu_s_per_delivery: None,
         violations: 0,
         correctness: Violations::default(),
         connection_errors: 0,
@@ -437,10 +449,13 @@ pub fn summarize(ctx: &Ctx, live: &Live, driven: Driven, params: Params) -> anyh
         live.last_delivery_ns.load(Ordering::Relaxed),
     );
     report.latency = Latency::of("end_to_end", &live.latencies.merged()?);
+    let per_delivery = |cpu: Option<f64>| {
+        cpu.filter(|_| report.deliveries > 0)
+            .map(|cpu| cpu / report.deliveries as f64)
+    };
     report.loadgen_cpu_s = driven.cpu.map(|cpu| cpu.as_secs_f64());
-    report.loadgen_cpu_s_per_delivery = report
-        .loadgen_cpu_s
-        .filter(|_| report.deliveries > 0)
-        .map(|cpu| cpu / report.deliveries as f64);
+    report.loadgen_cpu_s_per_delivery = per_delivery(report.loadgen_cpu_s);
+    report.server_cpu_s = driven.server_cpu.map(|cpu| cpu.as_secs_f64());
+    report.server_cpu_s_per_delivery = per_delivery(report.server_cpu_s);
     Ok(report)
 }
