@@ -1,5 +1,5 @@
-//! Byte-level helpers for the path every delivery takes: finding the end of
-//! plain JSON text, reading a decimal number, checking padding.
+//! Byte-level helpers for the path every message takes: finding the end of
+//! plain JSON text, reading and writing decimal numbers, checking padding.
 //!
 //! At a million deliveries per second on a machine shared with the server,
 //! each nanosecond here is taken from the server being measured, so these
@@ -103,6 +103,22 @@ pub fn decimal(bytes: &[u8]) -> Option<(u64, usize)> {
     (digits > 0 && !leading_zero).then_some((value, digits))
 }
 
+/// Writes `value` in decimal without going through `fmt`, which matters at
+/// millions of messages per second.
+pub fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// `bytes` as text, when every byte is known to be ASCII: checking UTF-8 again
 /// was a visible share of decoding a delivery.
 pub fn ascii_text(bytes: &[u8]) -> &str {
@@ -198,6 +214,16 @@ mod tests {
                 let digits = n.to_string().len();
                 assert_eq!(decimal(text.as_bytes()), Some((n, digits)), "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn push_decimal_writes_what_decimal_reads() {
+        for n in [0, 7, 10, 12_345, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").as_bytes());
+            assert_eq!(decimal(&out[1..]), Some((n, out.len() - 1)));
         }
     }
 

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::{garbled, line_end, trim_line, Reply, Subscription};
+use crate::ascii::push_decimal;
 
 /// Sent once after the server's INFO.
 pub const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\
@@ -21,14 +22,18 @@ pub fn subscribe(out: &mut Vec<u8>, sub: &Subscription, sid: u64) {
         out.push(b' ');
         out.extend_from_slice(QUEUE_GROUP);
     }
-    out.extend_from_slice(format!(" {sid}\r\n").as_bytes());
+    out.push(b' ');
+    push_decimal(out, sid);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Queues a PUB of `payload` to `subject`.
 pub fn publish(out: &mut Vec<u8>, subject: &[u8], payload: &[u8]) {
     out.extend_from_slice(b"PUB ");
     out.extend_from_slice(subject);
-    out.extend_from_slice(format!(" {}\r\n", payload.len()).as_bytes());
+    out.push(b' ');
+    push_decimal(out, payload.len() as u64);
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
 }
@@ -42,19 +47,27 @@ pub fn decode(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
         Some(at) => (&line[..at], &line[at + 1..]),
         None => (line, &line[line.len()..]),
     };
-    let reply = match op.to_ascii_uppercase().as_slice() {
-        b"MSG" => return message(args, buf, next),
-        b"PING" => Reply::Ping,
-        b"PONG" => Reply::Ack,
-        b"+OK" | b"INFO" => Reply::Notice,
-        b"-ERR" => Reply::Refused(
+    // Operation names are case-insensitive; compared in place, since this
+    // runs for every message.
+    let is = |name: &[u8]| op.eq_ignore_ascii_case(name);
+    let reply = if is(b"MSG") {
+        return message(args, buf, next);
+    } else if is(b"PING") {
+        Reply::Ping
+    } else if is(b"PONG") {
+        Reply::Ack
+    } else if is(b"+OK") || is(b"INFO") {
+        Reply::Notice
+    } else if is(b"-ERR") {
+        Reply::Refused(
             String::from_utf8_lossy(args)
                 .trim()
                 .trim_matches('\'')
                 .to_string()
                 .into(),
-        ),
-        _ => garbled(line),
+        )
+    } else {
+        garbled(line)
     };
     Some((reply, next))
 }
@@ -62,14 +75,26 @@ pub fn decode(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
 /// Decodes `MSG <subject> <sid> [reply-to] <#bytes>` and its payload, which
 /// starts at `start`.
 fn message<'a>(args: &'a [u8], buf: &'a [u8], start: usize) -> Option<(Reply<'a>, usize)> {
-    let fields: Vec<&[u8]> = args
+    // At most four fields, kept in place rather than collected, since this
+    // runs for every message.
+    let mut fields: [&[u8]; 4] = [&[]; 4];
+    let mut count = 0;
+    for field in args
         .split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty())
-        .collect();
-    let length = match fields.as_slice() {
-        [_, _, length] | [_, _, _, length] => {
-            std::str::from_utf8(length).ok()?.parse::<usize>().ok()
+    {
+        if count == fields.len() {
+            count += 1;
+            break;
         }
+        fields[count] = field;
+        count += 1;
+    }
+    let length = match count {
+        3 | 4 => std::str::from_utf8(fields[count - 1])
+            .ok()?
+            .parse::<usize>()
+            .ok(),
         _ => None,
     };
     let Some(length) = length else {

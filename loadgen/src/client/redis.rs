@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use super::{garbled, line_end, trim_line, Reply};
+use crate::ascii::push_decimal;
 
 /// Switches the connection to RESP3.
 pub const HELLO: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
@@ -15,9 +16,13 @@ const MAX_DEPTH: usize = 32;
 
 /// Queues a command as an array of bulk strings.
 pub fn command(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
+    out.push(b'*');
+    push_decimal(out, parts.len() as u64);
+    out.extend_from_slice(b"\r\n");
     for part in parts {
-        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        out.push(b'$');
+        push_decimal(out, part.len() as u64);
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(part);
         out.extend_from_slice(b"\r\n");
     }
@@ -30,11 +35,19 @@ enum Value<'a> {
     Text(&'a [u8]),
     /// A simple or bulk error.
     Error(&'a [u8]),
-    /// A push frame, with its elements.
-    Push(Vec<Value<'a>>),
+    /// A push frame: the text of its first elements (`None` where one is
+    /// not text), which is all loadgen reads, and how many it has. Kept in
+    /// place rather than in a vector, since every delivery is one.
+    Push {
+        texts: [Option<&'a [u8]>; PUSH_TEXTS],
+        len: usize,
+    },
     /// Anything else: numbers, nulls, arrays, maps, sets.
     Other,
 }
+
+/// Elements of a push frame kept: a message is `message`, channel, payload.
+const PUSH_TEXTS: usize = 3;
 
 /// A frame that breaks RESP.
 struct Malformed;
@@ -52,29 +65,31 @@ pub fn decode(buf: &[u8]) -> Option<(Reply<'_>, usize)> {
     let reply = match value {
         Value::Text(_) | Value::Other => Reply::Ack,
         Value::Error(reason) => Reply::Refused(String::from_utf8_lossy(reason).into_owned().into()),
-        Value::Push(items) => push(&items),
+        Value::Push { texts, len } => push(texts, len),
     };
     Some((reply, used))
 }
 
 /// What a push frame means: a message, a subscribe confirmation, or
 /// nothing loadgen asked about.
-fn push<'a>(items: &[Value<'a>]) -> Reply<'a> {
-    match items {
-        [Value::Text(kind), rest @ ..] if kind.eq_ignore_ascii_case(b"message") => match rest {
-            [Value::Text(channel), Value::Text(payload)] => {
-                match (std::str::from_utf8(channel), std::str::from_utf8(payload)) {
-                    (Ok(topic), Ok(msg)) => Reply::Delivery {
-                        topic: Cow::Borrowed(topic),
-                        msg: Cow::Borrowed(msg),
-                        index: None,
-                    },
-                    _ => garbled(payload),
+fn push(texts: [Option<&[u8]>; PUSH_TEXTS], len: usize) -> Reply<'_> {
+    match texts {
+        [Some(kind), channel, payload] if kind.eq_ignore_ascii_case(b"message") => {
+            match (channel, payload) {
+                (Some(channel), Some(payload)) if len == 3 => {
+                    match (std::str::from_utf8(channel), std::str::from_utf8(payload)) {
+                        (Ok(topic), Ok(msg)) => Reply::Delivery {
+                            topic: Cow::Borrowed(topic),
+                            msg: Cow::Borrowed(msg),
+                            index: None,
+                        },
+                        _ => garbled(payload),
+                    }
                 }
+                _ => garbled(b"a message push without channel and payload"),
             }
-            _ => garbled(b"a message push without channel and payload"),
-        },
-        [Value::Text(kind), ..] if kind.eq_ignore_ascii_case(b"subscribe") => Reply::Ack,
+        }
+        [Some(kind), ..] if kind.eq_ignore_ascii_case(b"subscribe") => Reply::Ack,
         _ => Reply::Notice,
     }
 }
@@ -126,19 +141,19 @@ fn parse(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Value<'_>, usiz
             } else {
                 count
             };
-            let mut items = Vec::new();
+            let mut texts = [None; PUSH_TEXTS];
             let mut at = next;
-            for _ in 0..count {
+            for i in 0..count {
                 let Some((item, after)) = parse(buf, at, depth + 1)? else {
                     return Ok(None);
                 };
-                if kind == b'>' {
-                    items.push(item);
+                if let (Some(slot), Value::Text(text)) = (texts.get_mut(i), item) {
+                    *slot = Some(text);
                 }
                 at = after;
             }
             return match kind {
-                b'>' => Ok(Some((Value::Push(items), at))),
+                b'>' => Ok(Some((Value::Push { texts, len: count }, at))),
                 // Attributes come before the value they describe.
                 b'|' => parse(buf, at, depth + 1),
                 _ => Ok(Some((Value::Other, at))),
