@@ -77,6 +77,7 @@ pub fn all_are(bytes: &[u8], byte: u8) -> bool {
 ///
 /// A delivery carries some thirty digits, so the first [`SAFE_DIGITS`] are
 /// taken without checking for overflow, which they cannot cause.
+#[inline]
 pub fn decimal(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
     let mut digits = 0;

@@ -105,6 +105,7 @@ fn hex_field(rest: &mut &[u8]) -> Option<u32> {
 
 /// Takes a decimal number without sign or leading zero, and a `:`, off the
 /// front of `rest`.
+#[inline]
 fn decimal_field(rest: &mut &[u8]) -> Option<u64> {
     let (value, digits) = decimal(rest)?;
     let (&b':', after) = rest[digits..].split_first()? else {
