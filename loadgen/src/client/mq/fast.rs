@@ -12,6 +12,11 @@
 //! caller then decodes the line with serde_json as before, so the fast path
 //! only answers where serde_json would give the very same answer; the tests
 //! hold it to that on many shapes of line.
+//!
+//! A server writes every delivery of a topic the same way, so most lines
+//! differ from the last only in the message text and the index: a line whose
+//! other bytes are those of the last one is read by comparing them (see
+//! [`Shape`]), which costs a fraction of scanning it again.
 
 use std::borrow::Cow;
 use std::ops::Range;
