@@ -213,11 +213,6 @@ impl Outbox {
         let _ = self.push(Outgoing::Close);
     }
 
-    /// Bytes queued but not yet written to the socket.
-    pub fn pending_bytes(&self) -> usize {
-        self.shared.lock().pending
-    }
-
     /// What the client owes and when its socket last took some of it.
     pub fn backlog(&self) -> Backlog {
         self.shared.lock().backlog()
@@ -283,13 +278,9 @@ impl Writer {
             if let Some(close) = close {
                 batch.truncate(close);
             }
-            let written = write_batch(sink, batch.make_contiguous())
+            self.write_batch(sink, batch.make_contiguous())
                 .await
                 .map_err(WriterError::Io)?;
-            let mut queue = self.shared.lock();
-            queue.pending -= written;
-            queue.last_write = Instant::now();
-            drop(queue);
             for item in batch {
                 if let Outgoing::Handoff(handoff) = item {
                     handoff.delivered();
@@ -300,25 +291,33 @@ impl Writer {
             }
         }
     }
-}
 
-/// Writes every line with as few `writev` calls as the kernel allows.
-async fn write_batch<W: AsyncWrite + Unpin>(sink: &mut W, batch: &[Outgoing]) -> io::Result<usize> {
-    let mut total = 0;
-    for chunk in batch.chunks(MAX_SLICES) {
-        let mut slices: Vec<IoSlice<'_>> = chunk
-            .iter()
-            .map(|item| IoSlice::new(item.bytes()))
-            .collect();
-        total += slices.iter().map(|s| s.len()).sum::<usize>();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = sink.write_vectored(rest).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+    /// Writes every line with as few `writev` calls as the kernel allows,
+    /// settling the backlog after each call: topics pace publishers by it,
+    /// so it must show progress as soon as the socket takes any bytes.
+    async fn write_batch<W: AsyncWrite + Unpin>(
+        &self,
+        sink: &mut W,
+        batch: &[Outgoing],
+    ) -> io::Result<()> {
+        for chunk in batch.chunks(MAX_SLICES) {
+            let mut slices: Vec<IoSlice<'_>> = chunk
+                .iter()
+                .map(|item| IoSlice::new(item.bytes()))
+                .collect();
+            let mut rest = &mut slices[..];
+            while !rest.is_empty() {
+                let n = sink.write_vectored(rest).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                let mut queue = self.shared.lock();
+                queue.pending -= n;
+                queue.last_write = Instant::now();
+                drop(queue);
+                IoSlice::advance_slices(&mut rest, n);
             }
-            IoSlice::advance_slices(&mut rest, n);
         }
+        Ok(())
     }
-    Ok(total)
 }

@@ -34,10 +34,6 @@ impl<T> RoundRobin<T> {
         self.items.iter()
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.items.iter_mut()
-    }
-
     pub fn position(&self, pred: impl FnMut(&T) -> bool) -> Option<usize> {
         self.items.iter().position(pred)
     }
@@ -65,10 +61,10 @@ impl<T> RoundRobin<T> {
     }
 
     /// Keeps the subscribers for which `keep` is true, visiting all in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&mut T) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         let mut i = 0;
         while i < self.items.len() {
-            if keep(&mut self.items[i]) {
+            if keep(&self.items[i]) {
                 i += 1;
             } else {
                 self.remove(i);

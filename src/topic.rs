@@ -23,9 +23,9 @@ use crate::protocol::{DeliveryTemplate, OK};
 use crate::session::SessionId;
 use crate::subscribers::{Gone, RoundRobin};
 
-/// Sends a topic can have queued before a publisher has to wait: the bound
-/// that slows a publisher down to the pace its topic can deliver.
-pub const MAILBOX_CAPACITY: usize = 1024;
+/// Batches of sends a topic can have queued before a publisher has to wait:
+/// the bound that slows a publisher down to the pace its topic can deliver.
+pub const MAILBOX_CAPACITY: usize = 64;
 
 /// A batch of delivered lines is handed out once it reaches this size, even
 /// if more sends are waiting, so batches stay cheap to copy and to cache.
@@ -36,7 +36,7 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// up. Publishers then wait (their topic's mailbox fills up) instead of
 /// piling messages into outboxes faster than subscribers read them, which is
 /// what keeps latency low under load.
-const PACE_BYTES: usize = 32 * 1024;
+const PACE_BYTES: usize = 128 * 1024;
 /// A subscriber whose socket took nothing for this long has stopped reading:
 /// it never holds the topic back, and is left to its `--max-pending` budget.
 const STALLED_AFTER: Duration = Duration::from_millis(500);
