@@ -3,10 +3,9 @@
 //! Only the `Registry` creates topics, but asking it costs a round trip, and
 //! a connection that sends to many topics (each client of `loadgen pairs`
 //! sends to hundreds) would ask for every one. Topics live as long as the
-//! server, so an address once known never goes stale: each worker thread
-//! keeps what the registry told any of its sessions, in a thread-local map
-//! that is read without a lock. The registry is asked at most once per topic
-//! per worker.
+//! server, so an address once known never goes stale: the registry tells
+//! every worker thread of each topic it creates, and each keeps them in a
+//! thread-local map that is read without a lock.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

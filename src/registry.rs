@@ -1,14 +1,15 @@
 //! `Registry`: creates each topic's actor on first use and hands out its address.
 //!
-//! Each worker thread keeps the addresses it was given (`directory`), so the
-//! registry is asked at most once per topic per worker and never sits on the
-//! per-message path.
+//! It tells every worker thread of each new topic (`directory`), so sessions
+//! find addresses in their own thread and ask here only for topics that do
+//! not exist yet: the registry never sits on the per-message path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::{Actor, Addr, ArbiterHandle, Context, Handler, Message, MessageResult};
 
+use crate::directory;
 use crate::topic::TopicActor;
 
 /// The address of the topic named, created if this is its first mention.
@@ -32,13 +33,16 @@ pub struct ListTopics;
 /// never gets two actors.
 pub struct Registry {
     topics: HashMap<Arc<str>, Addr<TopicActor>>,
+    /// Every worker thread, each told of every new topic.
+    workers: Vec<ArbiterHandle>,
     cache_size: usize,
 }
 
 impl Registry {
-    pub fn new(cache_size: usize) -> Self {
+    pub fn new(workers: Vec<ArbiterHandle>, cache_size: usize) -> Self {
         Registry {
             topics: HashMap::new(),
+            workers,
             cache_size,
         }
     }
@@ -61,6 +65,12 @@ impl Handler<Lookup> for Registry {
         let addr = TopicActor::start_in_arbiter(&lookup.worker, move |_| {
             TopicActor::new(topic_name, cache_size)
         });
+        // Every worker learns the new address now, so sessions elsewhere find
+        // it in their own directory instead of asking here.
+        for worker in &self.workers {
+            let (name, addr) = (Box::from(&*name), addr.clone());
+            worker.spawn(async move { directory::insert(name, addr) });
+        }
         self.topics.insert(name, addr.clone());
         MessageResult(addr)
     }

@@ -72,7 +72,8 @@ impl Broker {
     /// Starts the worker threads and the registry. Must run inside a System.
     pub fn start(config: &Config) -> Broker {
         let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
-        let registry = Registry::new(config.cache_size).start();
+        let handles = workers.iter().map(Arbiter::handle).collect();
+        let registry = Registry::new(handles, config.cache_size).start();
         Broker {
             workers,
             registry,
