@@ -24,6 +24,23 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc status")
 }
 
+/// Starts a server command whose process these tests signal or limit
+/// themselves, and waits for its listening line.
+fn spawn_listening(command: &mut Command) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start mq-actix");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).expect("line");
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("address");
+    (child, addr)
+}
+
 /// Reads deliveries until `count` have arrived, checking they are exactly
 /// indices 0..count in order.
 async fn read_all_in_order(client: &mut Client, topic: &str, msg: &str, count: u64) {
@@ -210,18 +227,11 @@ async fn ten_thousand_connections_come_and_go_without_leaking() {
 #[tokio::test]
 async fn out_of_file_descriptors_the_listener_waits_and_recovers() {
     // A hard limit of 48 open files leaves the server room for ~30 clients.
-    let mut child = Command::new("prlimit")
-        .args(["--nofile=48:48", env!("CARGO_BIN_EXE_mq-actix"), "0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start mq-actix under prlimit");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).expect("line");
-    let addr: std::net::SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .expect("address");
+    let (mut child, addr) = spawn_listening(Command::new("prlimit").args([
+        "--nofile=48:48",
+        env!("CARGO_BIN_EXE_mq-actix"),
+        "0",
+    ]));
 
     let mut crowd = Vec::new();
     for _ in 0..80 {
@@ -258,18 +268,7 @@ async fn out_of_file_descriptors_the_listener_waits_and_recovers() {
 #[tokio::test]
 async fn sigterm_flushes_everything_acknowledged_then_exits_zero() {
     const MESSAGES: u64 = 5_000;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
-        .arg("0")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start mq-actix");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first).expect("line");
-    let addr: std::net::SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .expect("address");
+    let (mut child, addr) = spawn_listening(Command::new(env!("CARGO_BIN_EXE_mq-actix")).arg("0"));
 
     let mut subscriber = Client::connect(addr).await;
     subscriber.subscribe("last words").await;
