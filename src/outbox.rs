@@ -114,6 +114,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Wakes the writer when the queue stops being empty.
     wake: Notify,
+    /// Interrupts the writer, even in the middle of a write the client is
+    /// not reading, when the client goes over its budget.
+    kick: Notify,
     budget: usize,
 }
 
@@ -169,6 +172,7 @@ impl Outbox {
                 over_budget: false,
             }),
             wake: Notify::new(),
+            kick: Notify::new(),
             budget,
         });
         let writer = Writer {
@@ -190,6 +194,7 @@ impl Outbox {
             queue.over_budget = true;
             drop(queue);
             self.shared.wake.notify_one();
+            self.shared.kick.notify_one();
             return Err(item);
         }
         let was_empty = queue.items.is_empty();
@@ -278,9 +283,17 @@ impl Writer {
             if let Some(close) = close {
                 batch.truncate(close);
             }
-            self.write_batch(sink, batch.make_contiguous())
-                .await
-                .map_err(WriterError::Io)?;
+            tokio::select! {
+                biased;
+                () = self.shared.kick.notified() => {
+                    return Err(WriterError::SlowConsumer {
+                        pending: self.shared.lock().pending,
+                    });
+                }
+                written = self.write_batch(sink, batch.make_contiguous()) => {
+                    written.map_err(WriterError::Io)?;
+                }
+            }
             for item in batch {
                 if let Outgoing::Handoff(handoff) = item {
                     handoff.delivered();

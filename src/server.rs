@@ -262,10 +262,6 @@ impl BackgroundServer {
         &self.stats
     }
 
-    pub fn registry(&self) -> &Addr<Registry> {
-        &self.registry
-    }
-
     /// Every topic with its number of subscribers, asked of the topics
     /// themselves (callable from any async runtime).
     pub async fn topic_subscribers(&self) -> Vec<(Arc<str>, usize)> {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{delivered, send_line, Client, Server, WAIT};
-use mq_actix::config::Config;
+use mq_actix::config::{Config, Limits};
 use mq_actix::server::BackgroundServer;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -309,4 +309,37 @@ async fn sigterm_flushes_everything_acknowledged_then_exits_zero() {
         panic!("mq-actix did not exit after SIGTERM")
     });
     assert!(status.success(), "exit status {status}");
+}
+
+/// The cut-off is counted, not only logged, so an operator can see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_slow_consumer_is_counted() {
+    let config = Config {
+        limits: Limits {
+            max_pending: 256 * 1024,
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let server = BackgroundServer::start(config).expect("server");
+    let mut stalled = Client::connect(server.addr()).await;
+    stalled.subscribe("counted").await;
+    let mut publisher = Client::connect(server.addr()).await;
+    let line = send_line("counted", &"y".repeat(1000), "all");
+    for _ in 0..5_000 {
+        if server.stats().slow_consumers() > 0 {
+            break;
+        }
+        publisher.send(&line).await;
+        publisher.expect_ok().await;
+    }
+    assert_eq!(server.stats().slow_consumers(), 1);
+    let (mut reader, _writer) = stalled.into_halves();
+    let mut chunk = vec![0u8; 1 << 16];
+    while let Ok(Ok(n)) = timeout(WAIT, reader.read(&mut chunk)).await {
+        if n == 0 {
+            return;
+        }
+    }
+    panic!("the slow consumer's connection was not closed");
 }
