@@ -240,11 +240,7 @@ impl SessionActor {
             }
         }
         for batch in &handover.order {
-            self.outbox.reply(if handover.queued[*batch] {
-                Bytes::from_static(OK)
-            } else {
-                ProtocolError::Internal.reply()
-            });
+            self.outbox.reply(reply_for(handover.queued[*batch]));
         }
         self.then(handover.then, ctx);
     }
@@ -310,12 +306,10 @@ impl SessionActor {
             return self.outbox.reply(Bytes::from_static(OK));
         };
         let sent = topic.send(topic::Unsubscribe { session: self.id });
-        ctx.wait(sent.into_actor(self).map(|sent, session, _| {
-            session.outbox.reply(match sent {
-                Ok(()) => Bytes::from_static(OK),
-                Err(_) => ProtocolError::Internal.reply(),
-            })
-        }));
+        ctx.wait(
+            sent.into_actor(self)
+                .map(|sent, session, _| session.outbox.reply(reply_for(sent.is_ok()))),
+        );
     }
 
     /// Runs a `send` or `subscribe` against its topic.
@@ -333,12 +327,10 @@ impl SessionActor {
                     // The topic is behind: stop reading this client until it
                     // has room, which is what slows a flooding publisher down.
                     let sent = topic.send(publish);
-                    ctx.wait(sent.into_actor(self).map(|sent, session, _| {
-                        session.outbox.reply(match sent {
-                            Ok(()) => Bytes::from_static(OK),
-                            Err(_) => ProtocolError::Internal.reply(),
-                        })
-                    }));
+                    ctx.wait(
+                        sent.into_actor(self)
+                            .map(|sent, session, _| session.outbox.reply(reply_for(sent.is_ok()))),
+                    );
                 }
                 Err(SendError::Closed(_)) => self.outbox.reply(ProtocolError::Internal.reply()),
             },
@@ -359,6 +351,16 @@ impl SessionActor {
             }
             Action::Unsubscribe => self.unsubscribe(name, ctx),
         }
+    }
+}
+
+/// The reply to a command that did (or, never expected, did not) reach its
+/// topic.
+fn reply_for(reached: bool) -> Bytes {
+    if reached {
+        Bytes::from_static(OK)
+    } else {
+        ProtocolError::Internal.reply()
     }
 }
 
