@@ -23,7 +23,7 @@ use criterion::{
 };
 use mq_actix::config::{Config, DEFAULT_CACHE_SIZE};
 use mq_actix::protocol::OK;
-use mq_actix::server::BackgroundServer;
+use mq_actix::testing::BackgroundServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;

@@ -13,8 +13,9 @@
 //! Everything runs on one thread (one actix `System`, a fresh one per
 //! variant), so the numbers are the CPU cost of the actor path, not the
 //! parallel throughput of a broker spread over several workers. Messages are
-//! sent the way a session sends them: `try_send`, then `send().await` when
-//! the topic's mailbox is full, so the publisher is held to the topic's pace.
+//! sent the way a session sends them: with credit taken from the topic
+//! first (waiting for it when there is none), so the publisher is held to
+//! the topic's pace.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -23,16 +24,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actix::prelude::SendError;
-use actix::{Actor, Addr, System};
+use actix::{Arbiter, System};
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use mq_actix::config::{DEFAULT_CACHE_SIZE, DEFAULT_MAX_PENDING};
-use mq_actix::outbox::Outbox;
-use mq_actix::protocol::{parse_line, Command, DeliveryTemplate, Line};
-use mq_actix::session::SessionId;
-use mq_actix::topic::{Publish, Subscribe, SubscriberCount, TopicActor, Unsubscribe};
+use mq_actix::memory::Memory;
+use mq_actix::outbox::{ConnectionId, Outbox};
+use mq_actix::protocol::{parse_line, Command, Delivery, DeliveryTemplate, Line};
+use mq_actix::topic::{
+    Publish, PublishBatch, Subscribe, SubscriberCount, TopicActor, TopicHandle, Unsubscribe,
+};
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
@@ -137,14 +139,17 @@ impl AsyncWrite for CountingSink {
 /// A connection as the topic sees it: an outbox whose writer runs as a task
 /// of the current System, draining into a [`CountingSink`].
 fn connection(delivered: &Arc<Delivered>) -> Outbox {
-    let (outbox, writer) = Outbox::new(DEFAULT_MAX_PENDING);
-    actix::spawn(writer.run(CountingSink(delivered.clone())));
+    let (outbox, writer) = Outbox::new(DEFAULT_MAX_PENDING, Memory::new(0));
+    actix::spawn(writer.run(
+        CountingSink(delivered.clone()),
+        std::future::pending::<()>(),
+    ));
     outbox
 }
 
 /// A topic with the default cache size, started on the current System.
-fn topic(name: &str) -> Addr<TopicActor> {
-    TopicActor::new(name.into(), DEFAULT_CACHE_SIZE).start()
+fn topic(name: &str) -> TopicHandle {
+    TopicActor::new(name.into(), DEFAULT_CACHE_SIZE, Memory::new(0)).start_in(&Arbiter::current())
 }
 
 /// The template of a short `send`, as a session would build it.
@@ -156,29 +161,27 @@ fn template() -> DeliveryTemplate {
     DeliveryTemplate::new(&send)
 }
 
-/// Hands `publish` to the topic like a session does: queue it if there is
-/// room, else wait for room.
-async fn publish(topic: &Addr<TopicActor>, publish: Publish) {
-    match topic.try_send(publish) {
-        Ok(()) => {}
-        Err(SendError::Full(publish)) => topic.send(publish).await.expect("the topic stopped"),
-        Err(SendError::Closed(_)) => panic!("the topic stopped"),
-    }
-}
-
-/// Session ids for the benchmark's subscribers; any distinct values will do.
-fn session_ids() -> impl FnMut() -> SessionId {
-    let mut next = 0;
-    move || {
-        next += 1;
-        next
-    }
+/// Hands `publish` to the topic like a session does: with the topic's
+/// credit, waiting for it when there is none.
+async fn publish(topic: &TopicHandle, publish: Publish) {
+    let memory = Memory::new(0);
+    let credit = match topic.try_credit(publish.bytes(), &memory) {
+        Some(credit) => credit,
+        None => topic
+            .credit(publish.bytes(), memory)
+            .await
+            .expect("the topic stopped"),
+    };
+    topic.addr.do_send(PublishBatch {
+        publishes: vec![publish],
+        credit,
+    });
 }
 
 /// A topic with `subscribers` subscribed connections, each with its own
 /// writer, all counted by one [`Delivered`].
 struct Fanout {
-    topic: Addr<TopicActor>,
+    topic: TopicHandle,
     delivered: Arc<Delivered>,
     template: DeliveryTemplate,
 }
@@ -187,11 +190,10 @@ impl Fanout {
     async fn start(subscribers: usize) -> Fanout {
         let topic = topic("bench");
         let delivered = Arc::new(Delivered::default());
-        let mut session = session_ids();
         for _ in 0..subscribers {
             topic
+                .addr
                 .send(Subscribe {
-                    session: session(),
                     outbox: connection(&delivered),
                     last_seen: -1,
                     replay: true,
@@ -199,7 +201,7 @@ impl Fanout {
                 .await
                 .expect("the topic stopped");
         }
-        assert_eq!(topic.send(SubscriberCount).await.unwrap(), subscribers);
+        assert_eq!(topic.addr.send(SubscriberCount).await.unwrap(), subscribers);
         // Each subscriber got its `{"success": true}`.
         delivered.until(subscribers as u64).await;
         Fanout {
@@ -211,13 +213,13 @@ impl Fanout {
 
     /// Sends `messages` and returns how long until every line each caused
     /// (`per_message` of them) was written.
-    async fn run(&self, messages: u64, one: bool, per_message: u64) -> Duration {
+    async fn run(&self, messages: u64, delivery: Delivery, per_message: u64) -> Duration {
         let target = self.delivered.lines() + messages * per_message;
         let start = Instant::now();
         for _ in 0..messages {
             let message = Publish {
                 template: self.template.clone(),
-                one,
+                delivery,
                 cache: true,
             };
             publish(&self.topic, message).await;
@@ -236,7 +238,7 @@ fn send_all(c: &mut Criterion) {
         group.throughput(Throughput::Elements(subscribers as u64));
         group.bench_function(BenchmarkId::from_parameter(subscribers), |b| {
             b.iter_custom(|messages| {
-                system.block_on(fanout.run(messages, false, subscribers as u64))
+                system.block_on(fanout.run(messages, Delivery::All, subscribers as u64))
             })
         });
     }
@@ -250,18 +252,16 @@ fn send_one(c: &mut Criterion) {
     let system = System::new();
     let fanout = system.block_on(Fanout::start(ONE_OVER));
     group.bench_function(BenchmarkId::from_parameter(ONE_OVER), |b| {
-        b.iter_custom(|messages| system.block_on(fanout.run(messages, true, 1)))
+        b.iter_custom(|messages| system.block_on(fanout.run(messages, Delivery::One, 1)))
     });
     group.finish();
 }
 
-/// One connection that subscribes again and again, each time as a new
-/// session (as a new connection would), to a topic with a full cache.
+/// Connections that subscribe, one after another (each a new connection,
+/// made untimed), to a topic with a full cache.
 struct Subscriber {
-    topic: Addr<TopicActor>,
-    outbox: Outbox,
+    topic: TopicHandle,
     delivered: Arc<Delivered>,
-    session: Box<dyn FnMut() -> SessionId>,
 }
 
 impl Subscriber {
@@ -271,39 +271,49 @@ impl Subscriber {
         for _ in 0..DEFAULT_CACHE_SIZE {
             let message = Publish {
                 template: template.clone(),
-                one: false,
+                delivery: Delivery::All,
                 cache: true,
             };
             publish(&topic, message).await;
         }
         // Subscribers that stay, so an unsubscribe has a list to search.
         let idle = Arc::new(Delivered::default());
-        let mut session = session_ids();
         for _ in 0..others {
             let subscribe = Subscribe {
-                session: session(),
                 outbox: connection(&idle),
                 last_seen: i64::MAX,
                 replay: false,
             };
-            topic.send(subscribe).await.unwrap();
+            topic.addr.send(subscribe).await.unwrap();
         }
-        let delivered = Arc::new(Delivered::default());
         Subscriber {
             topic,
-            outbox: connection(&delivered),
-            delivered,
-            session: Box::new(session),
+            delivered: Arc::new(Delivered::default()),
         }
     }
 
-    fn subscribe(&self, session: SessionId, replay: bool) -> Subscribe {
-        Subscribe {
-            session,
-            outbox: self.outbox.clone(),
+    /// A new connection's subscribe, and its id for the unsubscribe.
+    fn subscribe(&self, replay: bool) -> (Subscribe, ConnectionId) {
+        let outbox = connection(&self.delivered);
+        let id = outbox.id();
+        let subscribe = Subscribe {
+            outbox,
             last_seen: -1,
             replay,
-        }
+        };
+        (subscribe, id)
+    }
+
+    /// Ends the subscription and the connection's writer.
+    async fn leave(&self, subscribe_outbox: Outbox) {
+        self.topic
+            .addr
+            .send(Unsubscribe {
+                connection: subscribe_outbox.id(),
+            })
+            .await
+            .unwrap();
+        subscribe_outbox.close();
     }
 
     /// Times `times` subscribes, each until its reply and replay were
@@ -312,14 +322,14 @@ impl Subscriber {
         let lines = 1 + if replay { DEFAULT_CACHE_SIZE as u64 } else { 0 };
         let mut elapsed = Duration::ZERO;
         for _ in 0..times {
-            let session = (self.session)();
+            let (subscribe, _) = self.subscribe(replay);
+            let outbox = subscribe.outbox.clone();
             let target = self.delivered.lines() + lines;
             let start = Instant::now();
-            let subscribe = self.subscribe(session, replay);
-            self.topic.send(subscribe).await.unwrap();
+            self.topic.addr.send(subscribe).await.unwrap();
             self.delivered.until(target).await;
             elapsed += start.elapsed();
-            self.topic.send(Unsubscribe { session }).await.unwrap();
+            self.leave(outbox).await;
         }
         elapsed
     }
@@ -328,12 +338,17 @@ impl Subscriber {
     async fn unsubscribes(&mut self, times: u64) -> Duration {
         let mut elapsed = Duration::ZERO;
         for _ in 0..times {
-            let session = (self.session)();
-            let subscribe = self.subscribe(session, false);
-            self.topic.send(subscribe).await.unwrap();
+            let (subscribe, connection) = self.subscribe(false);
+            let outbox = subscribe.outbox.clone();
+            self.topic.addr.send(subscribe).await.unwrap();
             let start = Instant::now();
-            self.topic.send(Unsubscribe { session }).await.unwrap();
+            self.topic
+                .addr
+                .send(Unsubscribe { connection })
+                .await
+                .unwrap();
             elapsed += start.elapsed();
+            outbox.close();
         }
         elapsed
     }

@@ -1,15 +1,88 @@
-//! Settings of a running broker, with the defaults the existing servers use.
+//! Every setting and limit of a running broker, in one place.
+//!
+//! The flags of `mq-actix` fill [`Config`] and [`Limits`]; the constants
+//! below are the tuning values that have no flag, each with the reason for
+//! its value. `docs/PROTOCOL.md` refers here rather than repeating numbers.
+
+use std::time::Duration;
 
 /// Port when none is given, as the existing servers.
 pub const DEFAULT_PORT: u16 = 7000;
-/// Messages kept per topic for replay when no size is given.
+/// Messages kept per topic for replay when no size is given, as the existing
+/// servers.
 pub const DEFAULT_CACHE_SIZE: usize = 100;
-/// Longest accepted line, without its line ending.
+/// Longest accepted line: large enough for any reasonable message, small
+/// enough that a client cannot make one line cost much memory.
 pub const DEFAULT_MAX_LINE: usize = 1024 * 1024;
-/// Bytes a client may owe before it is cut off as a slow consumer.
+/// What one client may owe before it is cut off as a slow consumer: many
+/// seconds of traffic for a live reader, a bounded loss for a dead one.
 pub const DEFAULT_MAX_PENDING: usize = 64 * 1024 * 1024;
-/// Open connections before new ones are turned away.
+/// Open connections before new ones are turned away; the OS's open-file
+/// limit is raised to match.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// Share of physical memory that `--max-memory` defaults to, in percent:
+/// like Redis's advice for `maxmemory`, it leaves room for the OS, the
+/// allocator's slack and what the budget cannot see (kernel socket buffers).
+pub const DEFAULT_MAX_MEMORY_PERCENT: u64 = 50;
+/// How long `SIGINT`/`SIGTERM` wait for clients to be sent what they are
+/// owed before the broker exits anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may hold an unfinished line: far more than a person
+/// typing in telnet needs, far less than a slow-loris client would like.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pending connections the kernel holds for us; large so that a burst of
+/// thousands of clients connecting at once is not refused.
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// How long a peer may stay silent before keepalive probes start, and how
+/// often they are sent: a vanished peer is noticed within a few minutes.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// See [`KEEPALIVE_IDLE`].
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Kernel send buffer per connection. Left to autotuning it grows to
+/// megabytes, where a backlog for a slow reader sits out of the broker's
+/// sight; kept small, the backlog stays in the outbox, where `max_pending`,
+/// `max_memory` and the topics' pacing see it.
+pub const SEND_BUFFER: usize = 64 * 1024;
+/// Longest pause after an accept error such as EMFILE: the listener retries
+/// with a doubling backoff from [`MIN_ACCEPT_BACKOFF`] up to this.
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// First pause after an accept error.
+pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+/// Initial read buffer per connection; it grows for longer lines. Small
+/// because an idle connection should cost little memory.
+pub const READ_BUFFER: usize = 512;
+/// Slices per `writev`; Linux refuses more than 1024 (`IOV_MAX`) in one call.
+pub const MAX_SLICES: usize = 1024;
+
+/// A topic hands its pending `delivery: "all"` lines to the subscribers once
+/// they reach this size, even if more sends are waiting, so one batch stays
+/// cheap to copy into the socket.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024;
+/// Bytes of sends one topic may have taken and not yet passed on (queued in
+/// its mailbox, or held while its subscribers are behind). A publisher
+/// whose topic has no credit left is not read until it has: this is the
+/// bound that slows publishers to their topic's pace. Four batches' worth
+/// keeps a topic busy while its publishers are refilled.
+pub const TOPIC_CREDIT: usize = 4 * MAX_BATCH_BYTES;
+/// Pacing: when *every* subscriber of a topic owes more than this, and at
+/// least one of them is still reading, the topic keeps its credit until one
+/// has caught up below it. Twice a batch, so a reader that keeps up is never
+/// paced, and a slow one owes little more than this while it is.
+pub const PACE_BYTES: usize = 2 * MAX_BATCH_BYTES;
+/// A subscriber whose socket took nothing for this long has stopped
+/// reading: it never holds its topic back, and is left to `max_pending`.
+pub const STALLED_AFTER: Duration = Duration::from_millis(500);
+/// While over `max_memory`, the slowest consumers are looked for at most
+/// this often, so a flood of refused sends does not scan every connection
+/// each time.
+pub const RELIEVE_EVERY: Duration = Duration::from_millis(100);
+/// After the shutdown deadline, how long writers get to stop and count what
+/// they could not write: they stop at once unless the machine is starved.
+pub const ABANDON_GRACE: Duration = Duration::from_secs(1);
+/// A consumer owing less than this is never cut off to relieve memory:
+/// cutting it would free almost nothing.
+pub const RELIEVE_MIN_PENDING: usize = PACE_BYTES;
 
 /// Everything a broker needs besides its listening socket.
 #[derive(Debug, Clone)]
@@ -18,15 +91,29 @@ pub struct Config {
     pub cache_size: usize,
     /// Threads (actix arbiters) that run sessions and topics.
     pub workers: usize,
+    /// The bounds that protect the broker and its clients.
     pub limits: Limits,
 }
 
-/// The bounds that keep one client from hurting the others.
+/// The bounds that keep one client from hurting the others, or the broker as
+/// a whole from outgrowing its machine. Each is a flag of the same name.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Longest accepted line in bytes, without its line ending; a longer one
+    /// is answered with `Line too long` and discarded.
     pub max_line: usize,
+    /// Bytes (payload plus per-item bookkeeping) a client may owe before it
+    /// is cut off as a slow consumer.
     pub max_pending: usize,
+    /// Open connections before new ones are refused with `Too many
+    /// connections`.
     pub max_connections: usize,
+    /// Bytes of caches, outboxes, topic mailboxes and partial lines before
+    /// new `send`s are refused with `Server out of memory`; 0 = no limit.
+    pub max_memory: usize,
+    /// How long a connection may hold an unfinished line before it is
+    /// closed.
+    pub line_timeout: Duration,
 }
 
 impl Default for Config {
@@ -45,6 +132,8 @@ impl Default for Limits {
             max_line: DEFAULT_MAX_LINE,
             max_pending: DEFAULT_MAX_PENDING,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_memory: default_max_memory(),
+            line_timeout: DEFAULT_LINE_TIMEOUT,
         }
     }
 }
@@ -52,4 +141,23 @@ impl Default for Limits {
 /// One worker per core the process may use.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// [`DEFAULT_MAX_MEMORY_PERCENT`] of physical memory, or no limit where the
+/// OS does not say how much there is.
+pub fn default_max_memory() -> usize {
+    // SAFETY: sysconf only reads system configuration values.
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page_size)) {
+        (Ok(pages), Ok(page_size)) => {
+            let bytes = pages.saturating_mul(page_size) / 100 * DEFAULT_MAX_MEMORY_PERCENT;
+            usize::try_from(bytes).unwrap_or(usize::MAX)
+        }
+        _ => 0,
+    }
 }

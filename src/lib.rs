@@ -1,29 +1,38 @@
 //! mq-actix: a pub/sub broker speaking the mq JSON-lines protocol
-//! (`docs/PROTOCOL.md`), built on actix actors.
+//! (`docs/PROTOCOL.md`), built on actix actors. `docs/ARCHITECTURE.md` draws
+//! the actors and the path of each command.
 //!
 //! A map of the crate, from the wire inwards:
 //! - [`server`]: binds, accepts, spreads connections over worker threads.
-//! - [`codec`]: splits the byte stream into lines, bounding their length.
-//! - [`protocol`]: pure parsing of a line into a command or an error, and the
-//!   encoding of replies and deliveries.
-//! - [`session`]: `SessionActor`, one per connection: runs its commands.
+//! - `reader`, [`codec`]: split the byte stream into lines, bounding their
+//!   length and how long one may stay unfinished.
+//! - [`protocol`]: pure parsing of a line into a command or an error, the
+//!   replies, and the encoding of deliveries.
+//! - `session`: `SessionActor`, one per connection: runs its commands.
 //! - [`outbox`]: what a connection owes its client, and the task writing it.
-//! - [`registry`]: `Registry`, which creates topics and hands out addresses;
-//!   [`directory`]: each worker thread's copy of those addresses.
-//! - [`topic`]: `TopicActor`, one per topic: counter, cache, subscribers.
-//! - [`subscribers`]: the round-robin list behind `delivery: "one"`.
-//! - [`shutdown`]: the two phases of a graceful stop.
-//! - [`config`], [`stats`]: settings and counters of a running broker.
+//! - `registry`: `Registry`, which creates topics and hands out handles;
+//!   `directory`: each worker thread's copy of those handles.
+//! - [`topic`]: `TopicActor`, one per topic: counter, cache, subscribers,
+//!   and the credit that paces its publishers.
+//! - `subscribers`: the round-robin list behind `delivery: "one"`.
+//! - [`memory`]: the broker-wide memory budget (`--max-memory`).
+//! - [`shutdown`]: the phases of a graceful stop.
+//! - [`config`] (every setting and limit), [`stats`]: settings and counters
+//!   of a running broker.
 
 pub mod codec;
 pub mod config;
-pub mod directory;
+mod directory;
+pub mod memory;
 pub mod outbox;
 pub mod protocol;
-pub mod registry;
+mod reader;
+mod registry;
 pub mod server;
-pub mod session;
+mod session;
 pub mod shutdown;
 pub mod stats;
-pub mod subscribers;
+mod subscribers;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topic;

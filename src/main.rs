@@ -10,6 +10,11 @@ use tracing_subscriber::EnvFilter;
 
 use mq_actix::config::{self, Config, Limits};
 use mq_actix::server::{self, Broker};
+use mq_actix::shutdown::Outcome;
+
+/// Exit status when the shutdown deadline passed with acknowledged lines
+/// still unwritten (distinct from 1, a failure to start).
+const EXIT_UNDELIVERED: u8 = 3;
 
 /// Deliveries are allocated on one worker thread and freed on another;
 /// mimalloc handles that far better than the system allocator.
@@ -41,12 +46,21 @@ struct Cli {
     /// Open connections before new ones are refused.
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Bytes of caches, outboxes, topic mailboxes and partial lines before
+    /// new sends are refused ("Server out of memory"); 0 = no limit
+    /// [default: 50% of physical memory].
+    #[arg(long, value_name = "BYTES")]
+    max_memory: Option<usize>,
+    /// Seconds a connection may hold an unfinished line before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_LINE_TIMEOUT.as_secs_f64())]
+    line_timeout: f64,
     /// Worker threads running sessions and topics [default: number of cores].
     #[arg(long)]
     workers: Option<usize>,
     /// Seconds that SIGINT/SIGTERM wait for clients to be sent what they are
-    /// owed before the broker exits anyway.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    /// owed before the broker exits anyway (then with status 3 if anything
+    /// acknowledged was left unwritten).
+    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())]
     shutdown_timeout: f64,
 }
 
@@ -67,6 +81,8 @@ fn main() -> ExitCode {
             max_line: cli.max_line,
             max_pending: cli.max_pending,
             max_connections: cli.max_connections,
+            max_memory: cli.max_memory.unwrap_or_else(config::default_max_memory),
+            line_timeout: seconds(cli.line_timeout),
         },
     };
     let addr = SocketAddr::new(cli.bind, cli.port);
@@ -92,15 +108,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let deadline = Duration::try_from_secs_f64(cli.shutdown_timeout).unwrap_or(Duration::ZERO);
-    let shutdown = broker.shutdown(deadline);
+    let shutdown = broker.shutdown(seconds(cli.shutdown_timeout));
+    let (outcome_tx, outcome_rx) = std::sync::mpsc::channel();
     system.block_on(async {
         actix::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            if !shutdown.await {
-                tracing::warn!("shutdown deadline passed before every client was flushed");
-            }
+            let _ = outcome_tx.send(shutdown.await);
             System::current().stop();
         });
     });
@@ -110,13 +124,30 @@ fn main() -> ExitCode {
     );
     let result = system.run();
     broker.join();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("mq-actix: {error}");
-            ExitCode::from(1)
-        }
+    if let Err(error) = result {
+        eprintln!("mq-actix: {error}");
+        return ExitCode::from(1);
     }
+    match outcome_rx.try_recv() {
+        Ok(Outcome::TimedOut { lines, connections }) if lines > 0 => {
+            tracing::error!(
+                lines,
+                connections,
+                "shutdown deadline passed: acknowledged lines were never written"
+            );
+            ExitCode::from(EXIT_UNDELIVERED)
+        }
+        Ok(Outcome::TimedOut { .. }) => {
+            tracing::warn!("shutdown deadline passed, but nothing owed was left unwritten");
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// A duration in seconds from the command line; negative or NaN is zero.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM, whichever comes first.

@@ -6,13 +6,16 @@
 //! everything queued in one go and writes it with one `writev`, so lines are
 //! flushed when nothing more is queued, not one syscall per line.
 //!
-//! The byte count is the per-connection budget: a client that stops reading
-//! is cut off once it owes more than the budget, instead of growing the
-//! server without bound (a "slow consumer", as NATS calls it).
+//! The byte count is the per-connection budget (`max_pending`): a client
+//! that stops reading is cut off once it owes more, instead of growing the
+//! server without bound (a "slow consumer", as NATS calls it). It counts each
+//! queued item's own size as well as its payload, so a client owed millions
+//! of tiny replies is held to the same budget in real memory.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use actix::{Message, Recipient};
@@ -20,15 +23,25 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-/// Slices per `writev`; Linux refuses more than 1024 in one call.
-const MAX_SLICES: usize = 1024;
+use crate::config::{MAX_SLICES, PACE_BYTES};
+use crate::memory::{Consumer, Memory};
+
+/// Identifies a connection, e.g. to the topics it subscribes to. Taken from
+/// a process-wide counter, so two connections never share one.
+pub type ConnectionId = u64;
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
+
+/// What one queued item costs besides its payload: counted in `max_pending`
+/// and `max_memory`, so that many tiny items cannot hide their real size.
+pub const ITEM_OVERHEAD: usize = std::mem::size_of::<Outgoing>();
 
 /// One item on its way to a client.
 #[derive(Debug)]
 pub enum Outgoing {
     Line(Bytes),
     /// A `delivery: "one"` message, which goes back to its topic if this
-    /// connection goes away before it is written.
+    /// connection goes away before its last byte is written.
     Handoff(Handoff),
     /// Everything queued before this is written, then the socket is closed.
     Close,
@@ -42,6 +55,11 @@ impl Outgoing {
             Outgoing::Close => &[],
         }
     }
+
+    /// What the item counts for in the budgets.
+    fn cost(&self) -> usize {
+        self.bytes().len() + ITEM_OVERHEAD
+    }
 }
 
 /// Asks a topic to route a `delivery: "one"` message again because the
@@ -54,9 +72,17 @@ pub struct Redeliver {
     pub cache: bool,
 }
 
+/// Tells a topic that a subscriber it waits for has caught up (owes no more
+/// than [`PACE_BYTES`]) or is gone: the topic may take sends again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CaughtUp;
+
 /// A `delivery: "one"` message in flight. Dropping it unwritten (the
-/// connection closed with it still queued) sends it back to its topic, so a
-/// message is never lost to a subscriber that left.
+/// connection closed with it still queued, or with only part of it written)
+/// sends it back to its topic, so a message is never lost to a subscriber
+/// that left; once its last byte is in the socket it is delivered and never
+/// goes back, so no two subscribers receive it.
 #[derive(Debug)]
 pub struct Handoff {
     index: u64,
@@ -111,19 +137,21 @@ pub struct Outbox {
 /// of slots allocated), and the writer takes everything queued in one swap.
 #[derive(Debug)]
 struct Shared {
+    id: ConnectionId,
     queue: Mutex<Queue>,
     /// Wakes the writer when the queue stops being empty.
     wake: Notify,
     /// Interrupts the writer, even in the middle of a write the client is
     /// not reading, when the client goes over its budget.
     kick: Notify,
-    budget: usize,
+    max_pending: usize,
+    memory: Arc<Memory>,
 }
 
 /// How far behind a client is: what topics look at to pace publishers.
 #[derive(Debug, Clone, Copy)]
 pub struct Backlog {
-    /// Bytes queued or being written.
+    /// Bytes queued or being written, with their items' overhead.
     pub pending: usize,
     /// When a write to the socket last succeeded (or the queue was created).
     pub last_write: Instant,
@@ -132,21 +160,28 @@ pub struct Backlog {
 #[derive(Debug)]
 struct Queue {
     items: VecDeque<Outgoing>,
-    /// Bytes queued or being written.
+    /// Bytes queued or being written, with their items' overhead.
     pending: usize,
     last_write: Instant,
     /// The writer has stopped: nothing more is accepted.
     closed: bool,
-    /// A push found the client over its budget.
+    /// A push found the client over its budget, or the memory budget chose
+    /// it to be cut off.
     over_budget: bool,
+    /// Topics waiting for this client to catch up.
+    watchers: Vec<Recipient<CaughtUp>>,
 }
 
 /// Why a connection's writer stopped.
 #[derive(Debug)]
 pub enum WriterError {
-    /// The client owed more than the budget: it is not reading.
+    /// The client owed more than its budget: it is not reading.
     SlowConsumer {
         pending: usize,
+    },
+    /// Shutdown gave up waiting: `lines` complete lines were never written.
+    Abandoned {
+        lines: usize,
     },
     Io(io::Error),
 }
@@ -161,47 +196,58 @@ impl Queue {
 }
 
 impl Outbox {
-    /// A queue whose client may owe at most `budget` bytes.
-    pub fn new(budget: usize) -> (Outbox, Writer) {
+    /// A queue whose client may owe at most `max_pending` bytes, counted in
+    /// `memory` as well.
+    pub fn new(max_pending: usize, memory: Arc<Memory>) -> (Outbox, Writer) {
         let shared = Arc::new(Shared {
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 pending: 0,
                 last_write: Instant::now(),
                 closed: false,
                 over_budget: false,
+                watchers: Vec::new(),
             }),
             wake: Notify::new(),
             kick: Notify::new(),
-            budget,
+            max_pending,
+            memory,
         });
+        let weak: Weak<dyn Consumer> = Arc::downgrade(&shared) as Weak<dyn Consumer>;
+        shared.memory.register(shared.id, weak);
         let writer = Writer {
             shared: shared.clone(),
         };
         (Outbox { shared }, writer)
     }
 
+    /// The connection this outbox writes to.
+    pub fn id(&self) -> ConnectionId {
+        self.shared.id
+    }
+
     /// Queues `item` and says what the client now owes, or gives the item
     /// back if the connection is gone or over its budget (in which case its
     /// writer is told to cut it off).
     pub fn push(&self, item: Outgoing) -> Result<Backlog, Outgoing> {
-        let len = item.bytes().len();
+        let cost = item.cost();
         let mut queue = self.shared.lock();
         if queue.closed || queue.over_budget {
             return Err(item);
         }
-        if queue.pending + len > self.shared.budget && !matches!(item, Outgoing::Close) {
+        if queue.pending + cost > self.shared.max_pending && !matches!(item, Outgoing::Close) {
             queue.over_budget = true;
             drop(queue);
-            self.shared.wake.notify_one();
-            self.shared.kick.notify_one();
+            self.shared.kick_writer();
             return Err(item);
         }
         let was_empty = queue.items.is_empty();
-        queue.pending += len;
+        queue.pending += cost;
         let backlog = queue.backlog();
         queue.items.push_back(item);
         drop(queue);
+        self.shared.memory.add(cost);
         if was_empty {
             self.shared.wake.notify_one();
         }
@@ -222,6 +268,23 @@ impl Outbox {
     pub fn backlog(&self) -> Backlog {
         self.shared.lock().backlog()
     }
+
+    /// Has `topic` told once this client owes at most [`PACE_BYTES`] (at
+    /// once if it already does) or its connection ends.
+    pub fn notify_caught_up(&self, topic: &Recipient<CaughtUp>) {
+        let mut queue = self.shared.lock();
+        if queue.pending <= PACE_BYTES || queue.closed {
+            drop(queue);
+            topic.do_send(CaughtUp);
+        } else if !queue.watchers.contains(topic) {
+            queue.watchers.push(topic.clone());
+        }
+    }
+
+    /// Whether both outboxes write to the same connection.
+    pub fn same_connection(&self, other: &Outbox) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
 }
 
 impl Shared {
@@ -232,6 +295,40 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    fn kick_writer(&self) {
+        self.wake.notify_one();
+        self.kick.notify_one();
+    }
+
+    /// `written` bytes of what the client owes reached the socket (`items`
+    /// of which finished).
+    fn settle(&self, written: usize) {
+        let mut queue = self.lock();
+        queue.pending -= written;
+        queue.last_write = Instant::now();
+        let watchers = if queue.pending <= PACE_BYTES && !queue.watchers.is_empty() {
+            std::mem::take(&mut queue.watchers)
+        } else {
+            Vec::new()
+        };
+        drop(queue);
+        self.memory.sub(written);
+        for topic in watchers {
+            topic.do_send(CaughtUp);
+        }
+    }
+}
+
+impl Consumer for Shared {
+    fn pending(&self) -> usize {
+        self.lock().pending
+    }
+
+    fn cut_off(&self) {
+        self.lock().over_budget = true;
+        self.kick_writer();
+    }
 }
 
 /// The receiving side: drains the queue into the socket.
@@ -241,26 +338,56 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes until [`Outgoing::Close`], a write error, or the budget is
-    /// exceeded. Whatever is still queued when it returns is dropped, which
-    /// hands `delivery: "one"` messages back to their topics.
-    pub async fn run<W: AsyncWrite + Unpin>(self, mut sink: W) -> Result<(), WriterError> {
-        let result = self.write_all(&mut sink).await;
+    /// Writes until [`Outgoing::Close`], a write error, the budget is
+    /// exceeded, or `abandon` resolves. Whatever is not completely written
+    /// when it returns is dropped, which hands `delivery: "one"` messages
+    /// back to their topics.
+    pub async fn run<W, A>(self, mut sink: W, abandon: A) -> Result<(), WriterError>
+    where
+        W: AsyncWrite + Unpin,
+        A: std::future::Future<Output = ()>,
+    {
+        let mut unwritten = VecDeque::new();
+        let result = tokio::select! {
+            biased;
+            result = self.write_all(&mut sink, &mut unwritten) => result,
+            () = abandon => Err(WriterError::Abandoned { lines: 0 }),
+        };
         let left = {
             let mut queue = self.shared.lock();
             queue.closed = true;
+            // Nothing queued will be written now: none of it is owed.
+            self.shared.memory.sub(std::mem::take(&mut queue.pending));
+            let watchers = std::mem::take(&mut queue.watchers);
+            for topic in watchers {
+                topic.do_send(CaughtUp);
+            }
             std::mem::take(&mut queue.items)
         };
-        drop(left);
+        unwritten.extend(left);
+        let result = match result {
+            Err(WriterError::Abandoned { .. }) => Err(WriterError::Abandoned {
+                lines: unwritten
+                    .iter()
+                    .map(|item| memchr::memchr_iter(b'\n', item.bytes()).count())
+                    .sum(),
+            }),
+            other => other,
+        };
+        drop(unwritten);
         match result {
             Ok(()) => sink.shutdown().await.map_err(WriterError::Io),
             Err(error) => Err(error),
         }
     }
 
-    async fn write_all<W: AsyncWrite + Unpin>(&self, sink: &mut W) -> Result<(), WriterError> {
+    async fn write_all<W: AsyncWrite + Unpin>(
+        &self,
+        sink: &mut W,
+        batch: &mut VecDeque<Outgoing>,
+    ) -> Result<(), WriterError> {
         loop {
-            let mut batch = loop {
+            loop {
                 {
                     let mut queue = self.shared.lock();
                     if queue.over_budget {
@@ -269,14 +396,15 @@ impl Writer {
                         });
                     }
                     if !queue.items.is_empty() {
-                        break std::mem::take(&mut queue.items);
+                        std::mem::swap(batch, &mut queue.items);
+                        break;
                     }
                 }
                 self.shared.wake.notified().await;
                 // Let the rest of this thread's ready work run first: more
                 // lines join the queue and go out in the same `writev`.
                 tokio::task::yield_now().await;
-            };
+            }
             let close = batch
                 .iter()
                 .position(|item| matches!(item, Outgoing::Close));
@@ -290,13 +418,8 @@ impl Writer {
                         pending: self.shared.lock().pending,
                     });
                 }
-                written = self.write_batch(sink, batch.make_contiguous()) => {
+                written = self.write_batch(sink, batch) => {
                     written.map_err(WriterError::Io)?;
-                }
-            }
-            for item in batch {
-                if let Outgoing::Handoff(handoff) = item {
-                    handoff.delivered();
                 }
             }
             if close.is_some() {
@@ -305,32 +428,84 @@ impl Writer {
         }
     }
 
-    /// Writes every line with as few `writev` calls as the kernel allows,
-    /// settling the backlog after each call: topics pace publishers by it,
-    /// so it must show progress as soon as the socket takes any bytes.
+    /// Writes the batch with as few `writev` calls as the kernel allows,
+    /// removing each item from the front as its last byte is written, so
+    /// that whatever is left (after an error, or when this future is
+    /// dropped) is exactly what the client did not receive whole. The
+    /// backlog is settled after every call: topics pace publishers by it, so
+    /// it must show progress as soon as the socket takes any bytes.
     async fn write_batch<W: AsyncWrite + Unpin>(
         &self,
         sink: &mut W,
-        batch: &[Outgoing],
+        batch: &mut VecDeque<Outgoing>,
     ) -> io::Result<()> {
-        for chunk in batch.chunks(MAX_SLICES) {
-            let mut slices: Vec<IoSlice<'_>> = chunk
-                .iter()
-                .map(|item| IoSlice::new(item.bytes()))
-                .collect();
-            let mut rest = &mut slices[..];
-            while !rest.is_empty() {
-                let n = sink.write_vectored(rest).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
+        // Bytes of the front item already written.
+        let mut offset = 0;
+        while !batch.is_empty() {
+            let n = {
+                let mut slices = Vec::with_capacity(batch.len().min(MAX_SLICES));
+                let mut items = batch.iter().take(MAX_SLICES);
+                if let Some(front) = items.next() {
+                    slices.push(IoSlice::new(&front.bytes()[offset..]));
                 }
-                let mut queue = self.shared.lock();
-                queue.pending -= n;
-                queue.last_write = Instant::now();
-                drop(queue);
-                IoSlice::advance_slices(&mut rest, n);
+                slices.extend(items.map(|item| IoSlice::new(item.bytes())));
+                sink.write_vectored(&slices).await?
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
+            let mut left = n;
+            let mut finished_overhead = 0;
+            while let Some(front) = batch.front() {
+                let rest = front.bytes().len() - offset;
+                if left < rest {
+                    offset += left;
+                    break;
+                }
+                left -= rest;
+                offset = 0;
+                finished_overhead += ITEM_OVERHEAD;
+                if let Some(Outgoing::Handoff(handoff)) = batch.pop_front() {
+                    handoff.delivered();
+                }
+            }
+            self.shared.settle(n + finished_overhead);
         }
         Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.memory.unregister(self.shared.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_counts_each_items_overhead() {
+        let memory = Memory::new(0);
+        let (outbox, _writer) = Outbox::new(usize::MAX, memory.clone());
+        for _ in 0..10 {
+            outbox.reply(Bytes::from_static(b"ok\r\n"));
+        }
+        assert_eq!(outbox.backlog().pending, 10 * (4 + ITEM_OVERHEAD));
+        assert_eq!(memory.used(), 10 * (4 + ITEM_OVERHEAD));
+    }
+
+    #[test]
+    fn a_budget_of_tiny_items_is_reached_by_their_overhead() {
+        let (outbox, _writer) = Outbox::new(100 * (1 + ITEM_OVERHEAD), Memory::new(0));
+        let taken = (0..1000)
+            .take_while(|_| {
+                outbox
+                    .push(Outgoing::Line(Bytes::from_static(b"x")))
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(taken, 100);
     }
 }

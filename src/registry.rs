@@ -1,7 +1,7 @@
-//! `Registry`: creates each topic's actor on first use and hands out its address.
+//! `Registry`: creates each topic's actor on first use and hands out its handle.
 //!
 //! It tells every worker thread of each new topic (`directory`), so sessions
-//! find addresses in their own thread and ask here only for topics that do
+//! find handles in their own thread and ask here only for topics that do
 //! not exist yet: the registry never sits on the per-message path.
 
 use std::collections::HashMap;
@@ -10,11 +10,13 @@ use std::sync::Arc;
 use actix::{Actor, Addr, ArbiterHandle, Context, Handler, Message, MessageResult};
 
 use crate::directory;
-use crate::topic::TopicActor;
+use crate::memory::Memory;
+use crate::topic::{TopicActor, TopicHandle};
 
-/// The address of the topic named, created if this is its first mention.
+/// The handle of the topic named, created if this is its first mention,
+/// with the name as the registry stores it.
 #[derive(Debug, Message)]
-#[rtype(result = "Addr<TopicActor>")]
+#[rtype(result = "(Arc<str>, TopicHandle)")]
 pub struct Lookup {
     pub name: Box<str>,
     /// Where to start the topic if it is new: the asking session's own
@@ -24,7 +26,7 @@ pub struct Lookup {
     pub worker: ArbiterHandle,
 }
 
-/// Every topic so far, for tests and diagnostics.
+/// Every topic so far, for shutdown, tests and diagnostics.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<(Arc<str>, Addr<TopicActor>)>")]
 pub struct ListTopics;
@@ -32,18 +34,20 @@ pub struct ListTopics;
 /// Owns the name → topic map; the only place topics are created, so a name
 /// never gets two actors.
 pub struct Registry {
-    topics: HashMap<Arc<str>, Addr<TopicActor>>,
+    topics: HashMap<Arc<str>, TopicHandle>,
     /// Every worker thread, each told of every new topic.
     workers: Vec<ArbiterHandle>,
     cache_size: usize,
+    memory: Arc<Memory>,
 }
 
 impl Registry {
-    pub fn new(workers: Vec<ArbiterHandle>, cache_size: usize) -> Self {
+    pub fn new(workers: Vec<ArbiterHandle>, cache_size: usize, memory: Arc<Memory>) -> Self {
         Registry {
             topics: HashMap::new(),
             workers,
             cache_size,
+            memory,
         }
     }
 }
@@ -56,25 +60,23 @@ impl Handler<Lookup> for Registry {
     type Result = MessageResult<Lookup>;
 
     fn handle(&mut self, lookup: Lookup, _: &mut Self::Context) -> Self::Result {
-        if let Some(addr) = self.topics.get(&*lookup.name) {
-            return MessageResult(addr.clone());
+        if let Some((name, topic)) = self.topics.get_key_value(&*lookup.name) {
+            return MessageResult((name.clone(), topic.clone()));
         }
         let name: Arc<str> = lookup.name.into();
-        let cache_size = self.cache_size;
-        let topic_name = name.clone();
-        let addr = TopicActor::start_in_arbiter(&lookup.worker, move |_| {
-            TopicActor::new(topic_name, cache_size)
-        });
-        // Every worker learns the new address now, so sessions elsewhere find
+        let topic = TopicActor::new(name.clone(), self.cache_size, self.memory.clone());
+        let topic = topic.start_in(&lookup.worker);
+        // Every worker learns the new handle now, so sessions elsewhere find
         // it in their own directory instead of asking here.
         for worker in &self.workers {
-            let (name, addr) = (Box::from(&*name), addr.clone());
-            worker.spawn(async move { directory::insert(name, addr) });
+            let (name, topic) = (name.clone(), topic.clone());
+            worker.spawn(async move { directory::insert(name, topic) });
         }
-        self.topics.insert(name, addr.clone());
-        MessageResult(addr)
+        self.topics.insert(name.clone(), topic.clone());
+        MessageResult((name, topic))
     }
 }
+
 impl Handler<ListTopics> for Registry {
     type Result = MessageResult<ListTopics>;
 
@@ -82,7 +84,7 @@ impl Handler<ListTopics> for Registry {
         MessageResult(
             self.topics
                 .iter()
-                .map(|(name, addr)| (name.clone(), addr.clone()))
+                .map(|(name, topic)| (name.clone(), topic.addr.clone()))
                 .collect(),
         )
     }

@@ -1,84 +1,86 @@
 //! `SessionActor`: one TCP connection, from its first line to its close.
 //!
-//! It reads lines through [`LineCodec`], answers bad ones itself and carries
-//! out commands by messaging the topic actors, whose addresses its worker
-//! thread keeps after the first lookup (`directory`). Everything it owes the client goes through its
-//! [`Outbox`], written by a separate task, so topics deliver without going
-//! through this actor at all.
+//! Each line is parsed once ([`protocol::parse_line`]) and carried out by
+//! messaging the topic actors, whose handles its worker thread keeps
+//! (`directory`); a topic not known yet is looked up in the `Registry`
+//! first, and then goes the same way. Everything it owes the client goes
+//! through its [`Outbox`], written by a separate task, so topics deliver
+//! without going through this actor at all.
 //!
 //! Replies keep command order because the session never has two commands in
 //! flight at once where order could be observed: a `send` is answered as soon
-//! as it is queued in its topic's mailbox (which already fixes its place
+//! as it is handed to its topic's mailbox (which already fixes its place
 //! relative to every later command on that topic), while `subscribe`,
 //! `unsubscribe` and topic lookups make the session wait (`ctx.wait`), which
 //! also stops it reading further lines until they are done.
 //!
 //! Consecutive `send`s read in one go are handed to each topic as one
-//! [`PublishBatch`] and answered together once queued: one mailbox message
-//! and one batch of lines per read instead of one per line. Any other line
+//! [`PublishBatch`] and answered together: one mailbox message and one batch
+//! of lines per read instead of one per line. A batch is handed over only
+//! once its topic has credit for it; until then the session reads nothing
+//! more, which is what slows a publisher to its topic's pace. Any other line
 //! first waits for the sends before it, so nothing overtakes them.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use crate::codec::{Framed, LineCodec};
+use crate::codec::Framed;
 use crate::config::Limits;
 use crate::directory;
+use crate::memory::Memory;
 use crate::outbox::{Outbox, Writer, WriterError};
-use crate::protocol::{self, Command, Delivery, DeliveryTemplate, Line, ProtocolError, OK};
+use crate::protocol::{self, Command, DeliveryTemplate, Line, ProtocolError, OK};
+use crate::reader::Lines;
 use crate::registry::{Lookup, Registry};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
-use crate::topic::{self, Publish, PublishBatch, TopicActor};
-
-/// Identifies a connection to the topics it subscribes to. Taken from a
-/// process-wide counter, so two connections never share one.
-pub type SessionId = u64;
-
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
-
-/// What a command asks of its topic, owned so it can wait for a lookup.
-enum Action {
-    Publish(Publish),
-    Subscribe { last_seen: i64, replay: bool },
-    Unsubscribe,
-}
+use crate::stats::{Admitted, Stats};
+use crate::topic::{self, Publish, PublishBatch, TopicActor, TopicHandle};
 
 /// Tells a session that its writer stopped, so the connection is over.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct WriterStopped(WriterError);
 
+/// What a running broker lends every session.
+#[derive(Clone)]
+pub struct Shared {
+    pub registry: Addr<Registry>,
+    pub limits: Arc<Limits>,
+    pub stats: Arc<Stats>,
+    pub memory: Arc<Memory>,
+    pub shutdown: Shutdown,
+}
+
 /// One client connection.
 pub struct SessionActor {
-    id: SessionId,
     peer: SocketAddr,
-    registry: Addr<Registry>,
+    shared: Shared,
     outbox: Outbox,
-    writer: Option<(Writer, OwnedWriteHalf)>,
+    /// The writer task's parts until it starts, with the connection's
+    /// admission, which lasts as long as its socket.
+    writer: Option<(Writer, OwnedWriteHalf, Admitted)>,
     /// The topics this connection subscribes to.
     subscriptions: HashMap<Box<str>, Addr<TopicActor>>,
-    stats: Arc<Stats>,
-    shutdown: Shutdown,
     /// The read side; cancelled when the broker drains for shutdown.
     reading: Option<SpawnHandle>,
     sends: PendingSends,
     closing: bool,
+    /// Keeps shutdown waiting until this session is gone.
+    _tracked: TaskTrackerToken,
 }
 
 /// `send`s read but not yet handed to their topics, grouped by topic.
 #[derive(Default)]
 struct PendingSends {
-    batches: Vec<(Addr<TopicActor>, Vec<Publish>)>,
+    batches: Vec<(TopicHandle, Vec<Publish>)>,
     /// For each send in reading order, the batch it went into.
     order: Vec<usize>,
     /// A handover is scheduled for the end of the current read.
@@ -90,8 +92,8 @@ impl PendingSends {
         self.order.is_empty()
     }
 
-    fn push(&mut self, topic: &Addr<TopicActor>, publish: Publish) {
-        let batch = match self.batches.iter().position(|(t, _)| t == topic) {
+    fn push(&mut self, topic: &TopicHandle, publish: Publish) {
+        let batch = match self.batches.iter().position(|(t, _)| t.addr == topic.addr) {
             Some(batch) => batch,
             None => {
                 self.batches.push((topic.clone(), Vec::new()));
@@ -103,22 +105,27 @@ impl PendingSends {
     }
 }
 
-/// A handover of pending sends in progress, possibly waiting for room in a
-/// topic's mailbox, and what to do once all are queued.
+/// A handover of pending sends in progress, possibly waiting for a topic's
+/// credit, and what to do once all are handed over.
 struct Handover {
-    batches: VecDeque<(Addr<TopicActor>, PublishBatch)>,
+    batches: VecDeque<(TopicHandle, Vec<Publish>)>,
     order: Vec<usize>,
     /// Whether each batch, in order, reached its topic.
-    queued: Vec<bool>,
+    reached: Vec<bool>,
     then: Then,
 }
 
 /// What comes after the pending sends: whatever must not overtake them.
 enum Then {
     Nothing,
-    /// A line that is not a send on a known topic, handled as usual.
-    Line(BytesMut),
+    Subscribe {
+        topic: Box<str>,
+        last_seen: i64,
+        replay: bool,
+    },
+    Unsubscribe(Box<str>),
     Reply(Bytes),
+    Quit,
     Stop,
 }
 
@@ -127,33 +134,27 @@ impl SessionActor {
     pub fn start(
         stream: TcpStream,
         peer: SocketAddr,
-        registry: Addr<Registry>,
-        limits: &Limits,
-        stats: Arc<Stats>,
-        shutdown: Shutdown,
+        admitted: Admitted,
+        shared: Shared,
     ) -> Addr<SessionActor> {
         let (read, write) = stream.into_split();
-        let (outbox, writer) = Outbox::new(limits.max_pending);
-        let max_line = limits.max_line;
-        SessionActor::create(move |ctx| {
-            let reading = ctx.add_stream(FramedRead::with_capacity(
-                read,
-                LineCodec::new(max_line),
-                READ_BUFFER,
-            ));
-            SessionActor {
-                id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-                peer,
-                registry,
-                outbox,
-                writer: Some((writer, write)),
-                subscriptions: HashMap::new(),
-                stats,
-                shutdown,
-                reading: Some(reading),
-                sends: PendingSends::default(),
-                closing: false,
-            }
+        let (outbox, writer) = Outbox::new(shared.limits.max_pending, shared.memory.clone());
+        let lines = Lines::new(
+            read,
+            shared.limits.max_line,
+            shared.limits.line_timeout,
+            shared.memory.clone(),
+        );
+        SessionActor::create(move |ctx| SessionActor {
+            peer,
+            outbox,
+            writer: Some((writer, write, admitted)),
+            subscriptions: HashMap::new(),
+            reading: Some(ctx.add_stream(lines)),
+            sends: PendingSends::default(),
+            closing: false,
+            _tracked: shared.shutdown.track(),
+            shared,
         })
     }
 
@@ -165,15 +166,15 @@ impl SessionActor {
         }
         self.after_sends(Then::Nothing, ctx);
         ctx.spawn(
-            self.shutdown
+            self.shared
+                .shutdown
                 .closing()
                 .into_actor(self)
                 .map(|(), _, ctx| ctx.stop()),
         );
     }
 
-    /// Queues a send on a known topic for the end of this read; anything
-    /// else waits for the queued sends first.
+    /// Carries out one line; only a `send` may wait in the pending sends.
     fn handle_frame(&mut self, frame: Framed, ctx: &mut Context<Self>) {
         let line = match frame {
             Framed::TooLong => {
@@ -181,22 +182,83 @@ impl SessionActor {
             }
             Framed::Line(line) => line,
         };
-        if let Ok(Line::Command(Command::Send(send))) = protocol::parse_line(&line) {
-            let sends = &mut self.sends;
-            if directory::with(&send.topic, |topic| sends.push(topic, publish_of(&send))).is_some()
-            {
-                if !self.sends.scheduled {
-                    // Spawned futures run once the stream has yielded what it
-                    // has read: the sends go out together at the end of it.
-                    self.sends.scheduled = true;
-                    ctx.spawn(actix::fut::ready(()).map(|(), session: &mut Self, ctx| {
-                        session.after_sends(Then::Nothing, ctx)
-                    }));
-                }
-                return;
-            }
+        let then = match protocol::parse_line(&line) {
+            Err(error) => Then::Reply(error.reply()),
+            Ok(Line::Empty) => return,
+            Ok(Line::Quit) => Then::Quit,
+            Ok(Line::Command(Command::Send(send))) => return self.send(&send, ctx),
+            Ok(Line::Command(Command::Subscribe(sub))) => Then::Subscribe {
+                topic: sub.topic.into(),
+                last_seen: sub.last_seen,
+                replay: sub.cache,
+            },
+            Ok(Line::Command(Command::Unsubscribe { topic })) => Then::Unsubscribe(topic.into()),
+        };
+        self.after_sends(then, ctx);
+    }
+
+    /// Adds a `send` to the pending sends, once its topic is known.
+    fn send(&mut self, send: &protocol::Send<'_>, ctx: &mut Context<Self>) {
+        if !self.shared.memory.admits_send() {
+            return self.after_sends(Then::Reply(ProtocolError::OutOfMemory.reply()), ctx);
         }
-        self.after_sends(Then::Line(line), ctx);
+        let mut publish = Some(Publish {
+            template: DeliveryTemplate::new(send),
+            delivery: send.delivery,
+            cache: send.cache.unwrap_or(true),
+        });
+        let sends = &mut self.sends;
+        directory::with(&send.topic, |topic| {
+            if let Some(publish) = publish.take() {
+                sends.push(topic, publish);
+            }
+        });
+        match publish {
+            None => self.schedule_handover(ctx),
+            Some(publish) => self.look_up(&send.topic, ctx, move |session, topic, ctx| {
+                session.sends.push(topic, publish);
+                session.schedule_handover(ctx);
+            }),
+        }
+    }
+
+    /// Runs `then` with the handle of topic `name`, asking the registry (and
+    /// reading nothing meanwhile) if this worker does not know it yet.
+    fn look_up(
+        &mut self,
+        name: &str,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, &TopicHandle, &mut Context<Self>) + 'static,
+    ) {
+        if let Some(topic) = directory::with(name, TopicHandle::clone) {
+            return then(self, &topic, ctx);
+        }
+        let lookup = Lookup {
+            name: name.into(),
+            worker: Arbiter::current(),
+        };
+        ctx.wait(self.shared.registry.send(lookup).into_actor(self).map(
+            move |found, session, ctx| match found {
+                Ok((name, topic)) => {
+                    directory::insert(name, topic.clone());
+                    then(session, &topic, ctx);
+                }
+                Err(_) => session.outbox.reply(ProtocolError::Internal.reply()),
+            },
+        ));
+    }
+
+    /// Hands the pending sends over at the end of the current read.
+    fn schedule_handover(&mut self, ctx: &mut Context<Self>) {
+        if !self.sends.scheduled {
+            // Spawned futures run once the stream has yielded what it has
+            // read: the sends go out together at the end of it.
+            self.sends.scheduled = true;
+            ctx.spawn(
+                actix::fut::ready(())
+                    .map(|(), session: &mut Self, ctx| session.after_sends(Then::Nothing, ctx)),
+            );
+        }
     }
 
     /// Hands the pending sends to their topics, answers them, then does `then`.
@@ -206,12 +268,8 @@ impl SessionActor {
             return self.then(then, ctx);
         }
         let handover = Handover {
-            queued: Vec::with_capacity(sends.batches.len()),
-            batches: sends
-                .batches
-                .into_iter()
-                .map(|(topic, batch)| (topic, PublishBatch(batch)))
-                .collect(),
+            reached: Vec::with_capacity(sends.batches.len()),
+            batches: sends.batches.into(),
             order: sends.order,
             then,
         };
@@ -219,28 +277,24 @@ impl SessionActor {
     }
 
     fn hand_over(&mut self, mut handover: Handover, ctx: &mut Context<Self>) {
-        while let Some((topic, batch)) = handover.batches.pop_front() {
-            match topic.try_send(batch) {
-                Ok(()) => handover.queued.push(true),
-                Err(SendError::Full(batch)) => {
-                    // The topic is behind: stop reading this client until it
-                    // has room, which is what slows a flooding publisher down.
-                    ctx.wait(
-                        topic
-                            .send(batch)
-                            .into_actor(self)
-                            .map(move |sent, session, ctx| {
-                                handover.queued.push(sent.is_ok());
-                                session.hand_over(handover, ctx);
-                            }),
-                    );
-                    return;
-                }
-                Err(SendError::Closed(_)) => handover.queued.push(false),
+        while let Some((topic, publishes)) = handover.batches.pop_front() {
+            let bytes = publishes.iter().map(Publish::bytes).sum();
+            if let Some(credit) = topic.try_credit(bytes, &self.shared.memory) {
+                handover.reached.push(deliver(&topic, publishes, credit));
+                continue;
             }
+            // The topic is full: read nothing more from this client until
+            // it has room, which is what slows a flooding publisher down.
+            let credit = topic.credit(bytes, self.shared.memory.clone());
+            ctx.wait(credit.into_actor(self).map(move |credit, session, ctx| {
+                let reached = credit.is_some_and(|credit| deliver(&topic, publishes, credit));
+                handover.reached.push(reached);
+                session.hand_over(handover, ctx);
+            }));
+            return;
         }
         for batch in &handover.order {
-            self.outbox.reply(reply_for(handover.queued[*batch]));
+            self.outbox.reply(reply_for(handover.reached[*batch]));
         }
         self.then(handover.then, ctx);
     }
@@ -248,56 +302,48 @@ impl SessionActor {
     fn then(&mut self, then: Then, ctx: &mut Context<Self>) {
         match then {
             Then::Nothing => {}
-            Then::Line(line) => self.handle_line(&line, ctx),
+            Then::Subscribe {
+                topic,
+                last_seen,
+                replay,
+            } => {
+                let name = topic.clone();
+                self.look_up(&name, ctx, move |session, handle, ctx| {
+                    session.subscribe(topic, handle, last_seen, replay, ctx)
+                })
+            }
+            Then::Unsubscribe(topic) => self.unsubscribe(&topic, ctx),
             Then::Reply(reply) => self.outbox.reply(reply),
+            Then::Quit => {
+                self.closing = true;
+                ctx.stop();
+            }
             Then::Stop => ctx.stop(),
         }
     }
 
-    fn handle_line(&mut self, line: &[u8], ctx: &mut Context<Self>) {
-        match protocol::parse_line(line) {
-            Err(error) => self.outbox.reply(error.reply()),
-            Ok(Line::Empty) => {}
-            Ok(Line::Quit) => {
-                self.closing = true;
-                ctx.stop();
-            }
-            Ok(Line::Command(command)) => self.execute(command, ctx),
-        }
-    }
-
-    fn execute(&mut self, command: Command<'_>, ctx: &mut Context<Self>) {
-        let action = match &command {
-            Command::Send(send) => Action::Publish(publish_of(send)),
-            Command::Subscribe(sub) => Action::Subscribe {
-                last_seen: sub.last_seen,
-                replay: sub.cache,
-            },
-            Command::Unsubscribe { .. } => Action::Unsubscribe,
+    /// The topic queues the reply and the replay itself, so that no live
+    /// message overtakes them; the session waits until it has.
+    fn subscribe(
+        &mut self,
+        name: Box<str>,
+        topic: &TopicHandle,
+        last_seen: i64,
+        replay: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let subscribe = topic::Subscribe {
+            outbox: self.outbox.clone(),
+            last_seen,
+            replay,
         };
-        let name = command.topic();
-        if let Action::Unsubscribe = action {
-            return self.unsubscribe(name, ctx);
-        }
-        if let Some(topic) = directory::with(name, Addr::clone) {
-            return self.carry_out(name, topic, action, ctx);
-        }
-        let name: Box<str> = name.into();
-        ctx.wait(
-            self.registry
-                .send(Lookup {
-                    name: name.clone(),
-                    worker: Arbiter::current(),
-                })
-                .into_actor(self)
-                .map(move |found, session, ctx| match found {
-                    Ok(topic) => {
-                        directory::insert(name.clone(), topic.clone());
-                        session.carry_out(&name, topic, action, ctx);
-                    }
-                    Err(_) => session.outbox.reply(ProtocolError::Internal.reply()),
-                }),
-        );
+        let sent = topic.addr.send(subscribe);
+        self.subscriptions.insert(name, topic.addr.clone());
+        ctx.wait(sent.into_actor(self).map(|sent, session, _| {
+            if sent.is_err() {
+                session.outbox.reply(ProtocolError::Internal.reply());
+            }
+        }));
     }
 
     /// Always answered with success; only a subscription needs its topic told.
@@ -305,53 +351,20 @@ impl SessionActor {
         let Some(topic) = self.subscriptions.remove(name) else {
             return self.outbox.reply(Bytes::from_static(OK));
         };
-        let sent = topic.send(topic::Unsubscribe { session: self.id });
+        let sent = topic.send(topic::Unsubscribe {
+            connection: self.outbox.id(),
+        });
         ctx.wait(
             sent.into_actor(self)
                 .map(|sent, session, _| session.outbox.reply(reply_for(sent.is_ok()))),
         );
     }
+}
 
-    /// Runs a `send` or `subscribe` against its topic.
-    fn carry_out(
-        &mut self,
-        name: &str,
-        topic: Addr<TopicActor>,
-        action: Action,
-        ctx: &mut Context<Self>,
-    ) {
-        match action {
-            Action::Publish(publish) => match topic.try_send(publish) {
-                Ok(()) => self.outbox.reply(Bytes::from_static(OK)),
-                Err(SendError::Full(publish)) => {
-                    // The topic is behind: stop reading this client until it
-                    // has room, which is what slows a flooding publisher down.
-                    let sent = topic.send(publish);
-                    ctx.wait(
-                        sent.into_actor(self)
-                            .map(|sent, session, _| session.outbox.reply(reply_for(sent.is_ok()))),
-                    );
-                }
-                Err(SendError::Closed(_)) => self.outbox.reply(ProtocolError::Internal.reply()),
-            },
-            Action::Subscribe { last_seen, replay } => {
-                let subscribe = topic::Subscribe {
-                    session: self.id,
-                    outbox: self.outbox.clone(),
-                    last_seen,
-                    replay,
-                };
-                let sent = topic.send(subscribe);
-                self.subscriptions.insert(name.into(), topic);
-                ctx.wait(sent.into_actor(self).map(|sent, session, _| {
-                    if sent.is_err() {
-                        session.outbox.reply(ProtocolError::Internal.reply());
-                    }
-                }));
-            }
-            Action::Unsubscribe => self.unsubscribe(name, ctx),
-        }
-    }
+/// Hands a batch of sends to its topic; says whether the topic is there.
+fn deliver(topic: &TopicHandle, publishes: Vec<Publish>, credit: topic::Credit) -> bool {
+    topic.addr.do_send(PublishBatch { publishes, credit });
+    topic.addr.connected()
 }
 
 /// The reply to a command that did (or, never expected, did not) reach its
@@ -364,39 +377,31 @@ fn reply_for(reached: bool) -> Bytes {
     }
 }
 
-/// The message a `send` becomes, encoded once for all its subscribers.
-fn publish_of(send: &protocol::Send<'_>) -> Publish {
-    Publish {
-        template: DeliveryTemplate::new(send),
-        one: send.delivery == Delivery::One,
-        cache: send.cache.unwrap_or(true),
-    }
-}
-
-/// Initial read buffer per connection; it grows for longer lines. Kept small
-/// because an idle connection should cost little memory.
-const READ_BUFFER: usize = 512;
-
 impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        tracing::debug!(peer = %self.peer, session = self.id, "connected");
-        let Some((writer, sink)) = self.writer.take() else {
+        tracing::debug!(peer = %self.peer, connection = self.outbox.id(), "connected");
+        let Some((writer, sink, admitted)) = self.writer.take() else {
             return;
         };
         let session = ctx.address().downgrade();
-        let stats = self.stats.clone();
+        let stats = self.shared.stats.clone();
+        let shutdown = self.shared.shutdown.clone();
         stats.writer_started();
-        actix::spawn(async move {
-            let result = writer.run(sink).await;
+        actix::spawn(self.shared.shutdown.track_future(async move {
+            let result = writer.run(sink, shutdown.abandoned()).await;
             stats.writer_stopped();
-            if let (Err(error), Some(session)) = (result, session.upgrade()) {
-                session.do_send(WriterStopped(error));
+            drop(admitted);
+            match (result, session.upgrade()) {
+                (Err(WriterError::Abandoned { lines }), _) => shutdown.report_abandoned(lines),
+                (Err(error), Some(session)) => session.do_send(WriterStopped(error)),
+                _ => {}
             }
-        });
+        }));
         ctx.spawn(
-            self.shutdown
+            self.shared
+                .shutdown
                 .draining()
                 .into_actor(self)
                 .map(|(), session, ctx| session.drain(ctx)),
@@ -406,15 +411,22 @@ impl Actor for SessionActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         // Cut off before the end of a read: those sends were received, so
         // they are delivered, though their replies can no longer be sent.
-        for (topic, batch) in std::mem::take(&mut self.sends).batches {
-            topic.do_send(PublishBatch(batch));
+        // The session cannot wait for credit any more, so they overdraw it.
+        for (topic, publishes) in std::mem::take(&mut self.sends).batches {
+            let bytes = publishes.iter().map(Publish::bytes).sum();
+            deliver(
+                &topic,
+                publishes,
+                topic.overdraft(bytes, &self.shared.memory),
+            );
         }
         for topic in self.subscriptions.values() {
-            topic.do_send(topic::Unsubscribe { session: self.id });
+            topic.do_send(topic::Unsubscribe {
+                connection: self.outbox.id(),
+            });
         }
         self.outbox.close();
-        self.stats.session_stopped();
-        tracing::debug!(peer = %self.peer, session = self.id, "disconnected");
+        tracing::debug!(peer = %self.peer, connection = self.outbox.id(), "disconnected");
     }
 }
 
@@ -425,6 +437,10 @@ impl StreamHandler<io::Result<Framed>> for SessionActor {
         }
         match frame {
             Ok(frame) => self.handle_frame(frame, ctx),
+            Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                tracing::warn!(peer = %self.peer, %error, "closing the connection");
+                self.after_sends(Then::Stop, ctx);
+            }
             Err(error) => {
                 tracing::debug!(peer = %self.peer, %error, "read failed");
                 self.after_sends(Then::Stop, ctx);
@@ -444,17 +460,18 @@ impl Handler<WriterStopped> for SessionActor {
     fn handle(&mut self, WriterStopped(error): WriterStopped, ctx: &mut Self::Context) {
         match error {
             WriterError::SlowConsumer { pending } => {
-                self.stats.slow_consumer();
+                self.shared.stats.slow_consumer();
                 tracing::warn!(
                     peer = %self.peer,
                     topics = self.subscriptions.len(),
                     pending_bytes = pending,
-                    "slow consumer disconnected: it owed more than the --max-pending budget"
+                    "slow consumer disconnected: it owed more than its budget"
                 );
             }
             WriterError::Io(error) => {
                 tracing::debug!(peer = %self.peer, %error, "write failed");
             }
+            WriterError::Abandoned { .. } => {}
         }
         ctx.stop();
     }

@@ -1,31 +1,47 @@
-//! Counters a running broker keeps about itself, readable without stopping it.
+//! Counters a running broker keeps about itself, readable without stopping
+//! it, and the admission of connections.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A connection's place under `max_connections`, given back when dropped (as
+/// tokio's mini-redis does with its semaphore), so no path that ends a
+/// connection can forget to release it.
+#[derive(Debug)]
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+}
 
 /// Shared by every session of one broker; plain atomics, never on a lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
-    live_sessions: AtomicUsize,
+    admission: Arc<Semaphore>,
+    max_connections: usize,
     total_sessions: AtomicU64,
     slow_consumers: AtomicU64,
     open_writers: AtomicUsize,
 }
 
 impl Stats {
-    /// Counts a new connection unless `max` are already open: counting at
-    /// accept time, not when its session starts, keeps the limit exact.
-    pub fn try_admit(&self, max: usize) -> bool {
-        if self.live_sessions.fetch_add(1, Ordering::Relaxed) >= max {
-            self.live_sessions.fetch_sub(1, Ordering::Relaxed);
-            return false;
+    pub fn new(max_connections: usize) -> Stats {
+        let max_connections = max_connections.min(Semaphore::MAX_PERMITS);
+        Stats {
+            admission: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+            total_sessions: AtomicU64::new(0),
+            slow_consumers: AtomicU64::new(0),
+            open_writers: AtomicUsize::new(0),
         }
-        self.total_sessions.fetch_add(1, Ordering::Relaxed);
-        true
     }
 
-    /// A connection counted by [`Stats::try_admit`] has closed.
-    pub fn session_stopped(&self) {
-        self.live_sessions.fetch_sub(1, Ordering::Relaxed);
+    /// Admits a new connection unless `max_connections` are open: counting at
+    /// accept time, not when its session starts, keeps the limit exact.
+    pub fn admit(&self) -> Option<Admitted> {
+        let permit = self.admission.clone().try_acquire_owned().ok()?;
+        self.total_sessions.fetch_add(1, Ordering::Relaxed);
+        Some(Admitted { _permit: permit })
     }
 
     pub fn writer_started(&self) {
@@ -42,7 +58,7 @@ impl Stats {
 
     /// Connections open right now.
     pub fn live_sessions(&self) -> usize {
-        self.live_sessions.load(Ordering::Relaxed)
+        self.max_connections - self.admission.available_permits()
     }
 
     /// Connections accepted since start.

@@ -10,53 +10,130 @@
 //! that buffer once when the mailbox is empty (or before anything else
 //! happens to the topic). One push per subscriber per batch instead of one per
 //! message is what makes wide fan-out cheap.
+//!
+//! Backpressure is counted in bytes by the topic's [`Credit`]: a session
+//! takes credit for the sends it hands over before it hands them over, and
+//! waits (reading nothing more from its client) while there is none. The
+//! topic gives the credit back once the sends are passed on to the
+//! subscribers, unless every subscriber is behind and one is still reading
+//! (see [`PACE_BYTES`]): then it keeps the credit until a subscriber's
+//! writer reports that it caught up ([`CaughtUp`]). So what a topic holds in
+//! its mailbox and what it lets its readers owe are both bounded.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient};
+use actix::{
+    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient,
+    SpawnHandle,
+};
 use bytes::{Bytes, BytesMut};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::outbox::{Backlog, Handoff, Outbox, Outgoing, Redeliver};
-use crate::protocol::{DeliveryTemplate, OK};
-use crate::session::SessionId;
+use crate::config::{MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
+use crate::memory::Memory;
+use crate::outbox::{Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver};
+use crate::protocol::{Delivery, DeliveryTemplate, OK};
 use crate::subscribers::{Gone, RoundRobin};
 
-/// Batches of sends a topic can have queued before a publisher has to wait:
-/// the bound that slows a publisher down to the pace its topic can deliver.
-pub const MAILBOX_CAPACITY: usize = 64;
+/// What sessions hold of a topic: its address and its credit.
+#[derive(Debug, Clone)]
+pub struct TopicHandle {
+    pub addr: Addr<TopicActor>,
+    credit: Arc<Semaphore>,
+}
 
-/// A batch of delivered lines is handed out once it reaches this size, even
-/// if more sends are waiting, so batches stay cheap to copy and to cache.
-const MAX_BATCH_BYTES: usize = 64 * 1024;
+impl TopicHandle {
+    /// Takes credit for `bytes` of sends at once if the topic has it.
+    pub fn try_credit(&self, bytes: usize, memory: &Arc<Memory>) -> Option<Credit> {
+        let permit = self
+            .credit
+            .clone()
+            .try_acquire_many_owned(credit_permits(bytes))
+            .ok()?;
+        Some(Credit::new(Some(permit), bytes, memory))
+    }
 
-/// Pacing: when *every* subscriber owes more than this, and at least one of
-/// them is still reading, the topic stops taking sends until one has caught
-/// up. Publishers then wait (their topic's mailbox fills up) instead of
-/// piling messages into outboxes faster than subscribers read them, which is
-/// what keeps latency low under load.
-const PACE_BYTES: usize = 128 * 1024;
-/// A subscriber whose socket took nothing for this long has stopped reading:
-/// it never holds the topic back, and is left to its `--max-pending` budget.
-const STALLED_AFTER: Duration = Duration::from_millis(500);
-/// How often a paced topic looks whether its subscribers caught up.
-const PACE_POLL: Duration = Duration::from_millis(1);
+    /// Credit for sends whose session is closing and cannot wait: they go
+    /// to the topic beyond its credit, once (at most one read's worth).
+    pub fn overdraft(&self, bytes: usize, memory: &Arc<Memory>) -> Credit {
+        Credit::new(None, bytes, memory)
+    }
+
+    /// Waits until the topic has credit for `bytes` of sends; `None` only if
+    /// the topic is gone.
+    pub fn credit(
+        &self,
+        bytes: usize,
+        memory: Arc<Memory>,
+    ) -> impl std::future::Future<Output = Option<Credit>> + 'static {
+        let credit = self.credit.clone();
+        async move {
+            let permit = credit
+                .acquire_many_owned(credit_permits(bytes))
+                .await
+                .ok()?;
+            Some(Credit::new(Some(permit), bytes, &memory))
+        }
+    }
+}
+
+/// A send larger than the whole credit takes all of it, so it still goes
+/// through, alone.
+fn credit_permits(bytes: usize) -> u32 {
+    u32::try_from(bytes.clamp(1, TOPIC_CREDIT)).unwrap_or(u32::MAX)
+}
+
+/// Bytes of sends a topic has taken and not yet passed on. Dropping it gives
+/// them back to the topic's credit and to the memory budget.
+#[derive(Debug)]
+pub struct Credit {
+    _permit: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+    memory: Arc<Memory>,
+}
+
+impl Credit {
+    fn new(permit: Option<OwnedSemaphorePermit>, bytes: usize, memory: &Arc<Memory>) -> Self {
+        memory.add(bytes);
+        Credit {
+            _permit: permit,
+            bytes,
+            memory: memory.clone(),
+        }
+    }
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.memory.sub(self.bytes);
+    }
+}
 
 /// A `send`, already encoded up to its index.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[derive(Debug)]
 pub struct Publish {
     pub template: DeliveryTemplate,
-    pub one: bool,
+    pub delivery: Delivery,
     pub cache: bool,
 }
 
-/// The sends one session read in one go for this topic, in order: one
-/// mailbox message for many sends.
+impl Publish {
+    /// What the send costs while the topic holds it.
+    pub fn bytes(&self) -> usize {
+        self.template.len() + std::mem::size_of::<Publish>()
+    }
+}
+
+/// The sends one session read in one go for this topic, in order, with the
+/// credit taken for them: one mailbox message for many sends.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct PublishBatch(pub Vec<Publish>);
+pub struct PublishBatch {
+    pub publishes: Vec<Publish>,
+    pub credit: Credit,
+}
 
 /// Makes a connection a subscriber. The topic itself queues the
 /// `{"success": true}` reply and then the replay on the subscriber's outbox,
@@ -65,7 +142,6 @@ pub struct PublishBatch(pub Vec<Publish>);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Subscribe {
-    pub session: SessionId,
     pub outbox: Outbox,
     pub last_seen: i64,
     pub replay: bool,
@@ -75,11 +151,12 @@ pub struct Subscribe {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Unsubscribe {
-    pub session: SessionId,
+    pub connection: ConnectionId,
 }
 
 /// Handled after everything queued before it: answering it means the topic
-/// has carried out every earlier command (used by graceful shutdown).
+/// has carried out every earlier command. Used by graceful shutdown, so it
+/// also ends pacing for good: every session must be able to finish.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Flush;
@@ -91,7 +168,6 @@ pub struct SubscriberCount;
 
 #[derive(Debug)]
 struct Subscriber {
-    session: SessionId,
     outbox: Outbox,
     /// Every message with this index or above has been replayed or delivered
     /// live to this subscriber (or was gone when it subscribed). A repeated
@@ -102,9 +178,17 @@ struct Subscriber {
 #[derive(Debug)]
 struct Cached {
     index: u64,
+    /// Owns its bytes (never a slice of a larger buffer), so what the cache
+    /// holds is what it costs.
     line: Bytes,
     /// A `delivery: "one"` message: consumed by the first replay.
     one: bool,
+}
+
+impl Cached {
+    fn cost(&self) -> usize {
+        self.line.len() + std::mem::size_of::<Cached>()
+    }
 }
 
 /// One topic. Created by the `Registry` on the first command that names it.
@@ -113,9 +197,16 @@ pub struct TopicActor {
     next_index: u64,
     cache: VecDeque<Cached>,
     cache_size: usize,
+    /// Bytes the cache holds, as counted in `memory`.
+    cache_bytes: usize,
+    memory: Arc<Memory>,
     subscribers: RoundRobin<Subscriber>,
-    redeliver: Option<Recipient<Redeliver>>,
     batch: Batch,
+    pace: Pacing,
+    /// Where handed-off `one` messages come back, made once first needed.
+    redeliver: Option<Recipient<Redeliver>>,
+    /// Where caught-up subscribers report, made once first needed.
+    caught_up: Option<Recipient<CaughtUp>>,
 }
 
 /// `delivery: "all"` lines not yet handed to the subscribers.
@@ -124,9 +215,20 @@ struct Batch {
     lines: BytesMut,
     /// Per line: its index, where it ends in `lines`, whether to cache it.
     ends: Vec<(u64, usize, bool)>,
-    flush_scheduled: bool,
-    /// The last flush found every subscriber behind.
-    congested: bool,
+    settle_scheduled: bool,
+}
+
+/// The credit of sends handled but not yet settled, and of sends held back
+/// while the subscribers catch up.
+#[derive(Debug, Default)]
+struct Pacing {
+    owed: Vec<Credit>,
+    held: Vec<Credit>,
+    /// A look at the subscribers once the reading ones may have stalled.
+    stall_check: Option<SpawnHandle>,
+    /// Shutdown has begun: sessions must be able to finish, so nothing is
+    /// held back any more.
+    draining: bool,
 }
 
 /// Whether a topic's subscribers, taken together, are too far behind for it
@@ -165,25 +267,37 @@ impl Pace {
 }
 
 impl TopicActor {
-    pub fn new(name: Arc<str>, cache_size: usize) -> Self {
+    pub fn new(name: Arc<str>, cache_size: usize, memory: Arc<Memory>) -> Self {
         TopicActor {
             name,
             next_index: 0,
-            cache: VecDeque::with_capacity(cache_size.min(128)),
+            cache: VecDeque::new(),
             cache_size,
+            cache_bytes: 0,
+            memory,
             subscribers: RoundRobin::default(),
-            redeliver: None,
             batch: Batch::default(),
+            pace: Pacing::default(),
+            redeliver: None,
+            caught_up: None,
+        }
+    }
+
+    /// Starts the topic on `worker`'s thread, with a full credit.
+    pub fn start_in(self, worker: &ArbiterHandle) -> TopicHandle {
+        TopicHandle {
+            addr: TopicActor::start_in_arbiter(worker, move |_| self),
+            credit: Arc::new(Semaphore::new(TOPIC_CREDIT)),
         }
     }
 
     /// Hands the pending batch to every subscriber and caches its lines.
     /// Runs before anything that changes who subscribes or what they are
-    /// sent, so batching never reorders or misroutes a line.
-    fn flush(&mut self) {
-        self.batch.flush_scheduled = false;
+    /// sent, so batching never reorders or misroutes a line. Says how far
+    /// behind the subscribers are, if it pushed anything.
+    fn flush(&mut self) -> Option<Pace> {
         if self.batch.lines.is_empty() {
-            return;
+            return None;
         }
         let lines = self.batch.lines.split().freeze();
         // A subscriber that refuses a batch is gone or over its budget (and
@@ -198,17 +312,17 @@ impl TopicActor {
                 }
                 Err(_) => false,
             });
-        self.batch.congested = pace.congested();
         let mut start = 0;
         let ends = std::mem::take(&mut self.batch.ends);
         for &(index, end, cache) in &ends {
             if cache {
-                self.cache_insert(index, lines.slice(start..end), false);
+                self.cache_insert(index, Bytes::copy_from_slice(&lines[start..end]), false);
             }
             start = end;
         }
         self.batch.ends = ends;
         self.batch.ends.clear();
+        Some(pace)
     }
 
     /// Keeps at most `cache_size` messages in index order, evicting the oldest.
@@ -217,42 +331,116 @@ impl TopicActor {
             return;
         }
         let at = self.cache.partition_point(|c| c.index < index);
-        self.cache.insert(at, Cached { index, line, one });
+        let cached = Cached { index, line, one };
+        let mut bytes = self.cache_bytes + cached.cost();
+        self.cache.insert(at, cached);
         if self.cache.len() > self.cache_size {
-            self.cache.pop_front();
+            if let Some(evicted) = self.cache.pop_front() {
+                bytes -= evicted.cost();
+            }
+        }
+        self.memory.set(&mut self.cache_bytes, bytes);
+    }
+
+    fn cache_remove(&mut self, i: usize) {
+        if let Some(removed) = self.cache.remove(i) {
+            let bytes = self.cache_bytes - removed.cost();
+            self.memory.set(&mut self.cache_bytes, bytes);
         }
     }
 
-    /// Flushes, then holds the topic back while its subscribers are behind
-    /// (see [`PACE_BYTES`]).
-    fn flush_and_pace(&mut self, ctx: &mut Context<Self>) {
-        self.flush();
-        if self.batch.congested {
-            self.wait_for_subscribers(ctx);
-        }
-    }
-
-    fn wait_for_subscribers(&mut self, ctx: &mut Context<Self>) {
-        ctx.wait(actix::fut::wrap_future(tokio::time::sleep(PACE_POLL)).map(
-            |(), topic: &mut Self, ctx| {
-                let now = Instant::now();
-                let mut pace = Pace::default();
-                for sub in topic.subscribers.iter() {
-                    pace.add(sub.outbox.backlog(), now);
-                }
-                topic.batch.congested = pace.congested();
-                if topic.batch.congested {
-                    topic.wait_for_subscribers(ctx);
-                }
-            },
-        ));
-    }
-
-    fn send_one(&mut self, index: u64, line: Bytes, cache: bool) {
-        let Some(topic) = self.redeliver.clone() else {
-            return;
+    /// Flushes the batch, then gives back the credit of the sends handled
+    /// since, or holds it while the subscribers are behind.
+    fn settle(&mut self, ctx: &mut Context<Self>) {
+        self.batch.settle_scheduled = false;
+        let pace = match self.flush() {
+            Some(pace) => pace,
+            None => self.pace_now(),
         };
-        let handoff = Handoff::new(index, line, cache, topic);
+        if pace.congested() && !self.pace.draining {
+            let owed = std::mem::take(&mut self.pace.owed);
+            self.pace.held.extend(owed);
+            self.wait_for_subscribers(ctx);
+        } else {
+            self.pace.owed.clear();
+            self.pace.held.clear();
+        }
+    }
+
+    fn pace_now(&self) -> Pace {
+        let now = Instant::now();
+        let mut pace = Pace::default();
+        for sub in self.subscribers.iter() {
+            pace.add(sub.outbox.backlog(), now);
+        }
+        pace
+    }
+
+    /// Asks every subscriber's writer to say when it has caught up, and looks
+    /// again once the reading ones may have stalled.
+    fn wait_for_subscribers(&mut self, ctx: &mut Context<Self>) {
+        let caught_up = self
+            .caught_up
+            .get_or_insert_with(|| ctx.address().recipient());
+        for sub in self.subscribers.iter() {
+            sub.outbox.notify_caught_up(caught_up);
+        }
+        if self.pace.stall_check.is_none() {
+            self.pace.stall_check = Some(ctx.run_later(STALLED_AFTER, |topic, ctx| {
+                topic.pace.stall_check = None;
+                topic.repace(ctx);
+            }));
+        }
+    }
+
+    /// Looks whether held credit can go back.
+    fn repace(&mut self, ctx: &mut Context<Self>) {
+        if self.pace.held.is_empty() {
+            return;
+        }
+        if self.pace_now().congested() {
+            self.wait_for_subscribers(ctx);
+        } else {
+            self.pace.held.clear();
+        }
+    }
+
+    /// Makes sure the batch goes out and the credit is settled once every
+    /// message already queued has been handled.
+    fn schedule_settle(&mut self, ctx: &mut Context<Self>) {
+        if !self.batch.settle_scheduled {
+            // Spawned futures run after the mailbox is drained: the batch
+            // goes out once every send already queued has joined it.
+            self.batch.settle_scheduled = true;
+            ctx.spawn(actix::fut::ready(()).map(|(), topic: &mut Self, ctx| topic.settle(ctx)));
+        }
+    }
+
+    fn publish(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        let index = self.next_index;
+        self.next_index += 1;
+        if msg.delivery == Delivery::One {
+            self.flush();
+            self.send_one(index, msg.template.line(index), msg.cache, ctx);
+            return;
+        }
+        let cache = msg.cache && self.cache_size > 0;
+        if self.subscribers.is_empty() && !cache {
+            return;
+        }
+        msg.template.write_line(index, &mut self.batch.lines);
+        self.batch.ends.push((index, self.batch.lines.len(), cache));
+        if self.batch.lines.len() >= MAX_BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    fn send_one(&mut self, index: u64, line: Bytes, cache: bool, ctx: &mut Context<Self>) {
+        let redeliver = self
+            .redeliver
+            .get_or_insert_with(|| ctx.address().recipient())
+            .clone();
+        let handoff = Handoff::new(index, line, cache, redeliver);
         let refused = self.subscribers.offer(handoff, |sub, handoff| {
             sub.outbox
                 .push(Outgoing::Handoff(handoff))
@@ -279,7 +467,7 @@ impl TopicActor {
                 return;
             }
             if cached.one {
-                self.cache.remove(i);
+                self.cache_remove(i);
             } else {
                 i += 1;
             }
@@ -290,56 +478,24 @@ impl TopicActor {
 impl Actor for TopicActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        self.redeliver = Some(ctx.address().recipient());
+    fn started(&mut self, _: &mut Self::Context) {
         tracing::debug!(topic = %self.name, "topic created");
     }
-}
 
-impl Handler<Publish> for TopicActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Publish, ctx: &mut Self::Context) {
-        self.publish(msg, ctx);
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.memory.sub(self.cache_bytes);
     }
 }
 
 impl Handler<PublishBatch> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, PublishBatch(batch): PublishBatch, ctx: &mut Self::Context) {
-        for msg in batch {
+    fn handle(&mut self, batch: PublishBatch, ctx: &mut Self::Context) {
+        for msg in batch.publishes {
             self.publish(msg, ctx);
         }
-    }
-}
-
-impl TopicActor {
-    fn publish(&mut self, msg: Publish, ctx: &mut Context<Self>) {
-        let index = self.next_index;
-        self.next_index += 1;
-        if msg.one {
-            self.flush();
-            self.send_one(index, msg.template.line(index), msg.cache);
-            return;
-        }
-        let cache = msg.cache && self.cache_size > 0;
-        if self.subscribers.is_empty() && !cache {
-            return;
-        }
-        msg.template.write_line(index, &mut self.batch.lines);
-        self.batch.ends.push((index, self.batch.lines.len(), cache));
-        if self.batch.lines.len() >= MAX_BATCH_BYTES {
-            self.flush_and_pace(ctx);
-        } else if !self.batch.flush_scheduled {
-            // Spawned futures run after the mailbox is drained: the batch
-            // goes out once every send already queued has joined it.
-            self.batch.flush_scheduled = true;
-            ctx.spawn(
-                actix::fut::ready(()).map(|(), topic: &mut Self, ctx| topic.flush_and_pace(ctx)),
-            );
-        }
+        self.pace.owed.push(batch.credit);
+        self.schedule_settle(ctx);
     }
 }
 
@@ -349,7 +505,8 @@ impl Handler<Subscribe> for TopicActor {
     fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
         self.flush();
         msg.outbox.reply(Bytes::from_static(OK));
-        let existing = self.subscribers.position(|s| s.session == msg.session);
+        let connection = msg.outbox.id();
+        let existing = self.subscribers.position(|s| s.outbox.id() == connection);
         let covered_from = match existing {
             Some(i) => self.subscribers.get_mut(i).map_or(0, |s| s.covered_from),
             None => self.next_index,
@@ -365,7 +522,6 @@ impl Handler<Subscribe> for TopicActor {
         match existing.and_then(|i| self.subscribers.get_mut(i)) {
             Some(sub) => sub.covered_from = now_covered,
             None => self.subscribers.push(Subscriber {
-                session: msg.session,
                 outbox: msg.outbox,
                 covered_from: now_covered,
             }),
@@ -376,26 +532,41 @@ impl Handler<Subscribe> for TopicActor {
 impl Handler<Unsubscribe> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Unsubscribe, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) {
         self.flush();
-        self.subscribers.retain(|s| s.session != msg.session);
+        self.subscribers.retain(|s| s.outbox.id() != msg.connection);
+        self.repace(ctx);
     }
 }
 
 impl Handler<Redeliver> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Redeliver, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Redeliver, ctx: &mut Self::Context) {
         self.flush();
-        self.send_one(msg.index, msg.line, msg.cache);
+        self.send_one(msg.index, msg.line, msg.cache, ctx);
+    }
+}
+
+impl Handler<CaughtUp> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CaughtUp, ctx: &mut Self::Context) {
+        self.repace(ctx);
     }
 }
 
 impl Handler<Flush> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
         self.flush();
+        self.pace.draining = true;
+        self.pace.owed.clear();
+        self.pace.held.clear();
+        if let Some(check) = self.pace.stall_check.take() {
+            ctx.cancel_future(check);
+        }
     }
 }
 
@@ -409,6 +580,8 @@ impl Handler<SubscriberCount> for TopicActor {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn backlog(pending: usize, idle_ms: u64, now: Instant) -> Backlog {
@@ -444,7 +617,18 @@ mod tests {
 
     #[test]
     fn stalled_subscribers_never_hold_it_back() {
-        assert!(!congested(&[(10 * PACE_BYTES, 500)]));
-        assert!(congested(&[(10 * PACE_BYTES, 500), (PACE_BYTES + 1, 0)]));
+        let stalled = u64::try_from(STALLED_AFTER.as_millis()).unwrap_or(u64::MAX);
+        assert!(!congested(&[(10 * PACE_BYTES, stalled)]));
+        assert!(congested(&[
+            (10 * PACE_BYTES, stalled),
+            (PACE_BYTES + 1, 0)
+        ]));
+    }
+
+    #[test]
+    fn a_send_larger_than_the_credit_takes_all_of_it() {
+        assert_eq!(credit_permits(0), 1);
+        assert_eq!(credit_permits(10), 10);
+        assert_eq!(credit_permits(10 * TOPIC_CREDIT) as usize, TOPIC_CREDIT);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{delivered, send_line, Client, Server, WAIT};
 use mq_actix::config::{Config, Limits};
-use mq_actix::server::BackgroundServer;
+use mq_actix::testing::BackgroundServer;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -1,8 +1,4 @@
-//! The wire protocol as pure functions: one line in, a [`Line`] or a
-//! [`ProtocolError`] out; one accepted `send`, one delivered line out.
-//!
-//! Nothing here does I/O, so every rule of `docs/PROTOCOL.md` that concerns a
-//! single line can be unit-tested without a socket.
+//! Parsing: one framed line in, a [`Line`] or a [`ProtocolError`] out.
 //!
 //! Parsing is strict in the way the protocol asks: a command's key set must be
 //! exact and each value must have exactly the right JSON type. A key given twice
@@ -12,15 +8,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Write;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The reply to every command that was carried out.
-pub const OK: &[u8] = b"{\"success\": true}\r\n";
+use super::reply::ProtocolError;
 
 /// One line of client input after framing.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,7 +22,8 @@ pub enum Line<'a> {
     Empty,
     /// `quit`: flush and close, no reply.
     Quit,
-    /// A valid command, to be carried out and answered with [`OK`].
+    /// A valid command, to be carried out and answered with
+    /// [`OK`](super::OK).
     Command(Command<'a>),
 }
 
@@ -79,70 +73,13 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Delivery::All => "all",
             Delivery::One => "one",
         }
     }
 }
-
-/// Every failure a client can see, each with the exact `reason` string that
-/// clients of the existing servers rely on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProtocolError {
-    NotUtf8,
-    NotJson,
-    Malformed,
-    LineTooLong,
-    TooManyConnections,
-    Internal,
-}
-
-impl ProtocolError {
-    pub fn reason(self) -> &'static str {
-        match self {
-            ProtocolError::NotUtf8 => "Could not decode input as UTF-8",
-            ProtocolError::NotJson => "Could not parse json",
-            ProtocolError::Malformed => "Malformed json message",
-            ProtocolError::LineTooLong => "Line too long",
-            ProtocolError::TooManyConnections => "Too many connections",
-            ProtocolError::Internal => "Internal exception",
-        }
-    }
-
-    /// The whole reply line, built without allocating.
-    pub fn reply(self) -> Bytes {
-        Bytes::from_static(match self {
-            ProtocolError::NotUtf8 => {
-                b"{\"success\": false, \"reason\": \"Could not decode input as UTF-8\"}\r\n"
-            }
-            ProtocolError::NotJson => {
-                b"{\"success\": false, \"reason\": \"Could not parse json\"}\r\n"
-            }
-            ProtocolError::Malformed => {
-                b"{\"success\": false, \"reason\": \"Malformed json message\"}\r\n"
-            }
-            ProtocolError::LineTooLong => {
-                b"{\"success\": false, \"reason\": \"Line too long\"}\r\n"
-            }
-            ProtocolError::TooManyConnections => {
-                b"{\"success\": false, \"reason\": \"Too many connections\"}\r\n"
-            }
-            ProtocolError::Internal => {
-                b"{\"success\": false, \"reason\": \"Internal exception\"}\r\n"
-            }
-        })
-    }
-}
-
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason())
-    }
-}
-
-impl std::error::Error for ProtocolError {}
 
 /// Classifies one framed line (without its `\n`).
 pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ProtocolError> {
@@ -388,67 +325,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// A `send` encoded once, up to the index that only its topic can assign:
-/// the topic appends `"index": N` and shares the resulting bytes with every
-/// subscriber instead of serializing per subscriber.
-#[derive(Debug, Clone)]
-pub struct DeliveryTemplate {
-    head: Bytes,
-}
-
-impl DeliveryTemplate {
-    pub fn new(send: &Send<'_>) -> Self {
-        let mut head = BytesMut::with_capacity(send.topic.len() + send.msg.len() + 96);
-        head.put_slice(b"{\"command\": \"send\", \"topic\": ");
-        write_json_string(&mut head, &send.topic);
-        head.put_slice(b", \"msg\": ");
-        write_json_string(&mut head, &send.msg);
-        head.put_slice(b", \"delivery\": \"");
-        head.put_slice(send.delivery.as_str().as_bytes());
-        head.put_u8(b'"');
-        match send.cache {
-            Some(true) => head.put_slice(b", \"cache\": true"),
-            Some(false) => head.put_slice(b", \"cache\": false"),
-            None => {}
-        }
-        head.put_slice(b", \"index\": ");
-        DeliveryTemplate {
-            head: head.freeze(),
-        }
-    }
-
-    /// The complete delivered line for message number `index`.
-    pub fn line(&self, index: u64) -> Bytes {
-        let mut line = BytesMut::with_capacity(self.head.len() + 24);
-        self.write_line(index, &mut line);
-        line.freeze()
-    }
-
-    /// Appends the delivered line to `out`, so that many lines can share one
-    /// buffer (and one write) on their way to the subscribers.
-    pub fn write_line(&self, index: u64, out: &mut BytesMut) {
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(index);
-        out.reserve(self.head.len() + digits.len() + 3);
-        out.put_slice(&self.head);
-        out.put_slice(digits.as_bytes());
-        out.put_slice(b"}\r\n");
-    }
-}
-
-fn write_json_string(out: &mut BytesMut, s: &str) {
-    let mut writer = out.writer();
-    // Writing a &str into memory cannot fail: serde_json only errors on I/O.
-    if serde_json::to_writer(&mut writer, s).is_err() {
-        unreachable!("serializing a string into memory failed");
-    }
-    let _ = writer.flush();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
 
     fn command(line: &str) -> Command<'_> {
         match parse_line(line.as_bytes()) {
@@ -639,37 +518,5 @@ mod tests {
         assert_eq!(error(line.as_bytes()), ProtocolError::Malformed);
         let line = "[".repeat(depth);
         assert_eq!(error(line.as_bytes()), ProtocolError::NotJson);
-    }
-
-    #[test]
-    fn delivery_is_the_send_plus_index() {
-        let original = r#"{"command": "send", "topic": "t\"q", "msg": "h\u00e9\n", "delivery": "one", "cache": true}"#;
-        let Command::Send(send) = command(original) else {
-            panic!("not a send");
-        };
-        let line = DeliveryTemplate::new(&send).line(7);
-        assert!(line.ends_with(b"}\r\n"));
-        let delivered: Value = serde_json::from_slice(&line).unwrap();
-        let mut expected: Value = serde_json::from_str(original).unwrap();
-        expected["index"] = json!(7);
-        assert_eq!(delivered, expected);
-    }
-
-    #[test]
-    fn error_replies_carry_their_reason() {
-        for e in [
-            ProtocolError::NotUtf8,
-            ProtocolError::NotJson,
-            ProtocolError::Malformed,
-            ProtocolError::LineTooLong,
-            ProtocolError::TooManyConnections,
-            ProtocolError::Internal,
-        ] {
-            let reply: Value = serde_json::from_slice(&e.reply()).unwrap();
-            assert_eq!(reply, json!({"success": false, "reason": e.reason()}));
-            assert!(e.reply().ends_with(b"\r\n"));
-        }
-        let ok: Value = serde_json::from_slice(OK).unwrap();
-        assert_eq!(ok, json!({"success": true}));
     }
 }

@@ -1,0 +1,104 @@
+//! The delivered line: a `send` encoded once, with the index its topic
+//! assigns appended, and shared by every subscriber.
+
+use std::io::Write;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::parse::Send;
+
+/// A `send` encoded once, up to the index that only its topic can assign:
+/// the topic appends `"index": N` and shares the resulting bytes with every
+/// subscriber instead of serializing per subscriber.
+#[derive(Debug, Clone)]
+pub struct DeliveryTemplate {
+    head: Bytes,
+}
+
+impl DeliveryTemplate {
+    pub fn new(send: &Send<'_>) -> Self {
+        let mut head = BytesMut::with_capacity(send.topic.len() + send.msg.len() + 96);
+        head.put_slice(b"{\"command\": \"send\", \"topic\": ");
+        write_json_string(&mut head, &send.topic);
+        head.put_slice(b", \"msg\": ");
+        write_json_string(&mut head, &send.msg);
+        head.put_slice(b", \"delivery\": \"");
+        head.put_slice(send.delivery.as_str().as_bytes());
+        head.put_u8(b'"');
+        match send.cache {
+            Some(true) => head.put_slice(b", \"cache\": true"),
+            Some(false) => head.put_slice(b", \"cache\": false"),
+            None => {}
+        }
+        head.put_slice(b", \"index\": ");
+        DeliveryTemplate {
+            head: head.freeze(),
+        }
+    }
+
+    /// Bytes of the delivered line without its index and ending: what the
+    /// send costs while it waits for one.
+    pub fn len(&self) -> usize {
+        self.head.len()
+    }
+
+    /// Never true: every delivered line has at least its keys.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+
+    /// The complete delivered line for message number `index`.
+    pub fn line(&self, index: u64) -> Bytes {
+        let mut line = BytesMut::with_capacity(self.head.len() + 24);
+        self.write_line(index, &mut line);
+        line.freeze()
+    }
+
+    /// Appends the delivered line to `out`, so that many lines can share one
+    /// buffer (and one write) on their way to the subscribers.
+    pub fn write_line(&self, index: u64, out: &mut BytesMut) {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(index);
+        out.reserve(self.head.len() + digits.len() + 3);
+        out.put_slice(&self.head);
+        out.put_slice(digits.as_bytes());
+        out.put_slice(b"}\r\n");
+    }
+}
+
+fn write_json_string(out: &mut BytesMut, s: &str) {
+    let mut writer = out.writer();
+    // Writing a &str into memory cannot fail: serde_json only errors on I/O.
+    if serde_json::to_writer(&mut writer, s).is_err() {
+        unreachable!("serializing a string into memory failed");
+    }
+    let _ = writer.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{parse_line, Command, Line};
+    use serde_json::{json, Value};
+
+    fn command(line: &str) -> Command<'_> {
+        match parse_line(line.as_bytes()) {
+            Ok(Line::Command(c)) => c,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn delivery_is_the_send_plus_index() {
+        let original = r#"{"command": "send", "topic": "t\"q", "msg": "h\u00e9\n", "delivery": "one", "cache": true}"#;
+        let Command::Send(send) = command(original) else {
+            panic!("not a send");
+        };
+        let line = DeliveryTemplate::new(&send).line(7);
+        assert!(line.ends_with(b"}\r\n"));
+        let delivered: Value = serde_json::from_slice(&line).unwrap();
+        let mut expected: Value = serde_json::from_str(original).unwrap();
+        expected["index"] = json!(7);
+        assert_eq!(delivered, expected);
+    }
+}
