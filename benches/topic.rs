@@ -172,7 +172,7 @@ async fn publish(topic: &TopicHandle, publish: Publish) {
             .await
             .expect("the topic stopped"),
     };
-    topic.addr.do_send(PublishBatch {
+    topic.addr().do_send(PublishBatch {
         publishes: vec![publish],
         credit,
     });
@@ -192,7 +192,7 @@ impl Fanout {
         let delivered = Arc::new(Delivered::default());
         for _ in 0..subscribers {
             topic
-                .addr
+                .addr()
                 .send(Subscribe {
                     outbox: connection(&delivered),
                     last_seen: -1,
@@ -201,7 +201,10 @@ impl Fanout {
                 .await
                 .expect("the topic stopped");
         }
-        assert_eq!(topic.addr.send(SubscriberCount).await.unwrap(), subscribers);
+        assert_eq!(
+            topic.addr().send(SubscriberCount).await.unwrap(),
+            subscribers
+        );
         // Each subscriber got its `{"success": true}`.
         delivered.until(subscribers as u64).await;
         Fanout {
@@ -284,7 +287,7 @@ impl Subscriber {
                 last_seen: i64::MAX,
                 replay: false,
             };
-            topic.addr.send(subscribe).await.unwrap();
+            topic.addr().send(subscribe).await.unwrap();
         }
         Subscriber {
             topic,
@@ -307,7 +310,7 @@ impl Subscriber {
     /// Ends the subscription and the connection's writer.
     async fn leave(&self, subscribe_outbox: Outbox) {
         self.topic
-            .addr
+            .addr()
             .send(Unsubscribe {
                 connection: subscribe_outbox.id(),
             })
@@ -326,7 +329,7 @@ impl Subscriber {
             let outbox = subscribe.outbox.clone();
             let target = self.delivered.lines() + lines;
             let start = Instant::now();
-            self.topic.addr.send(subscribe).await.unwrap();
+            self.topic.addr().send(subscribe).await.unwrap();
             self.delivered.until(target).await;
             elapsed += start.elapsed();
             self.leave(outbox).await;
@@ -340,10 +343,10 @@ impl Subscriber {
         for _ in 0..times {
             let (subscribe, connection) = self.subscribe(false);
             let outbox = subscribe.outbox.clone();
-            self.topic.addr.send(subscribe).await.unwrap();
+            self.topic.addr().send(subscribe).await.unwrap();
             let start = Instant::now();
             self.topic
-                .addr
+                .addr()
                 .send(Unsubscribe { connection })
                 .await
                 .unwrap();

@@ -84,7 +84,7 @@ impl Handler<ListTopics> for Registry {
         MessageResult(
             self.topics
                 .iter()
-                .map(|(name, topic)| (name.clone(), topic.addr.clone()))
+                .map(|(name, topic)| (name.clone(), topic.addr().clone()))
                 .collect(),
         )
     }

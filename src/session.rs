@@ -93,7 +93,7 @@ impl PendingSends {
     }
 
     fn push(&mut self, topic: &TopicHandle, publish: Publish) {
-        let batch = match self.batches.iter().position(|(t, _)| t.addr == topic.addr) {
+        let batch = match self.batches.iter().position(|(t, _)| t.same(topic)) {
             Some(batch) => batch,
             None => {
                 self.batches.push((topic.clone(), Vec::new()));
@@ -337,8 +337,8 @@ impl SessionActor {
             last_seen,
             replay,
         };
-        let sent = topic.addr.send(subscribe);
-        self.subscriptions.insert(name, topic.addr.clone());
+        let sent = topic.addr().send(subscribe);
+        self.subscriptions.insert(name, topic.addr().clone());
         ctx.wait(sent.into_actor(self).map(|sent, session, _| {
             if sent.is_err() {
                 session.outbox.reply(ProtocolError::Internal.reply());
@@ -363,8 +363,8 @@ impl SessionActor {
 
 /// Hands a batch of sends to its topic; says whether the topic is there.
 fn deliver(topic: &TopicHandle, publishes: Vec<Publish>, credit: topic::Credit) -> bool {
-    topic.addr.do_send(PublishBatch { publishes, credit });
-    topic.addr.connected()
+    topic.addr().do_send(PublishBatch { publishes, credit });
+    topic.addr().connected()
 }
 
 /// The reply to a command that did (or, never expected, did not) reach its

@@ -37,17 +37,33 @@ use crate::outbox::{Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, 
 use crate::protocol::{Delivery, DeliveryTemplate, OK};
 use crate::subscribers::{Gone, RoundRobin};
 
-/// What sessions hold of a topic: its address and its credit.
+/// What sessions hold of a topic: its address and its credit. One
+/// allocation shared by the registry and every worker's directory, so a
+/// topic costs its address once, and handing a handle on costs no
+/// allocation.
 #[derive(Debug, Clone)]
-pub struct TopicHandle {
-    pub addr: Addr<TopicActor>,
+pub struct TopicHandle(Arc<HandleParts>);
+
+#[derive(Debug)]
+struct HandleParts {
+    addr: Addr<TopicActor>,
     credit: Arc<Semaphore>,
 }
 
 impl TopicHandle {
+    pub fn addr(&self) -> &Addr<TopicActor> {
+        &self.0.addr
+    }
+
+    /// Whether both handles are of one topic.
+    pub fn same(&self, other: &TopicHandle) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Takes credit for `bytes` of sends at once if the topic has it.
     pub fn try_credit(&self, bytes: usize, memory: &Arc<Memory>) -> Option<Credit> {
         let permit = self
+            .0
             .credit
             .clone()
             .try_acquire_many_owned(credit_permits(bytes))
@@ -68,7 +84,7 @@ impl TopicHandle {
         bytes: usize,
         memory: Arc<Memory>,
     ) -> impl std::future::Future<Output = Option<Credit>> + 'static {
-        let credit = self.credit.clone();
+        let credit = self.0.credit.clone();
         async move {
             let permit = credit
                 .acquire_many_owned(credit_permits(bytes))
@@ -285,10 +301,10 @@ impl TopicActor {
 
     /// Starts the topic on `worker`'s thread, with a full credit.
     pub fn start_in(self, worker: &ArbiterHandle) -> TopicHandle {
-        TopicHandle {
+        TopicHandle(Arc::new(HandleParts {
             addr: TopicActor::start_in_arbiter(worker, move |_| self),
             credit: Arc::new(Semaphore::new(TOPIC_CREDIT)),
-        }
+        }))
     }
 
     /// Hands the pending batch to every subscriber and caches its lines.

@@ -14,16 +14,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// Peak resident memory of a process, in KiB, from `/proc/PID/status`.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc status")
-}
-
 /// Starts a server command whose process these tests signal or limit
 /// themselves, and waits for its listening line.
 fn spawn_listening(command: &mut Command) -> (std::process::Child, std::net::SocketAddr) {
@@ -104,7 +94,7 @@ async fn a_stalled_subscriber_is_cut_off_and_the_rest_get_everything() {
     let total = MESSAGES as usize * (msg.len() + 80);
     assert!(received < total, "the stalled subscriber got everything");
 
-    let peak = peak_rss_kib(server.pid());
+    let peak = server.peak_rss_kib();
     eprintln!("slow consumer: server peak RSS {peak} KiB, stalled client received {received} bytes of ~{total}");
     assert!(
         peak < 200 * 1024,
@@ -220,7 +210,7 @@ async fn ten_thousand_connections_come_and_go_without_leaking() {
     assert_eq!(server.stats().total_sessions(), CONNECTIONS as u64);
     eprintln!(
         "churn: test process (clients and server) peak RSS {} KiB",
-        peak_rss_kib(std::process::id())
+        common::proc_status_kib(std::process::id(), "VmHWM:")
     );
 }
 

@@ -35,11 +35,16 @@ impl Server {
 
     /// `args` follow the port: e.g. `&["2"]` for a cache of 2, or flags.
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_logging(args, Stdio::inherit())
+    }
+
+    /// Like [`Server::start_with`], with the server's stderr going to `stderr`.
+    pub fn start_logging(args: &[&str], stderr: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
             .arg("0")
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start mq-actix");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -62,9 +67,63 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends `signal` (e.g. `"TERM"`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `limit` for the server to exit; its status.
+    pub async fn exit_status(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mq-actix did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the server wrote to stderr, once it has exited (started
+    /// with [`Server::start_logging`] and `Stdio::piped()`).
+    pub fn stderr_text(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            std::io::Read::read_to_string(&mut stderr, &mut text).expect("read stderr");
+        }
+        text
+    }
+
+    /// Peak resident memory so far, in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(self.addr).await
     }
+}
+
+/// One `kB` figure of `/proc/PID/status`.
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in /proc status"))
 }
 
 impl Drop for Server {

@@ -1,0 +1,496 @@
+//! The promises docs/PROTOCOL.md makes under stress, tried as a hostile or
+//! careless client would: a slow reader, a consumer that resets inside a
+//! write, workers churning, a publisher that never reads, a cache next to
+//! huge messages, unfinished lines, the memory budget, a shutdown that runs
+//! out of time. The server is the real binary as a child process, so its
+//! memory is its own.
+//!
+//! `STRESS_SECS` lengthens the slow-reader run; run these with `--release`
+//! and `--nocapture` for the figures quoted in docs/ROBUSTNESS.md.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{send_line, Client, Rng, Server, WAIT};
+use serde_json::Value;
+use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// A connection whose kernel receive buffer is `rcvbuf` bytes, so that a
+/// slow reader is slow at the server, not in its own kernel.
+async fn connect_small(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let stream = TcpStream::from_std(socket.into()).expect("tokio stream");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Closes with a reset (RST) instead of a FIN: what the kernel had queued
+/// for this socket is thrown away.
+fn reset(stream: TcpStream) {
+    let std = stream.into_std().expect("std stream");
+    socket2::SockRef::from(&std)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
+    drop(std);
+}
+
+/// Subscribes on a raw stream and reads the reply.
+async fn subscribe_raw(stream: &mut TcpStream, topic: &str) {
+    let line = format!("{{\"command\": \"subscribe\", \"topic\": \"{topic}\"}}\n");
+    stream.write_all(line.as_bytes()).await.expect("write");
+    let mut reply = Vec::new();
+    while !reply.ends_with(b"\n") {
+        let mut byte = [0u8; 1];
+        let n = timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("subscribe reply in time")
+            .expect("read");
+        assert_ne!(n, 0, "closed before the subscribe reply");
+        reply.push(byte[0]);
+    }
+    let reply: Value = serde_json::from_slice(&reply).expect("json reply");
+    assert_eq!(reply, serde_json::json!({"success": true}));
+}
+
+/// Complete lines out of a byte stream, keeping the unfinished rest.
+#[derive(Default)]
+struct LineSplitter {
+    rest: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn feed(&mut self, bytes: &[u8], mut line: impl FnMut(&[u8])) {
+        self.rest.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(end) = memchr::memchr(b'\n', &self.rest[start..]) {
+            line(&self.rest[start..start + end]);
+            start += end + 1;
+        }
+        self.rest.drain(..start);
+    }
+}
+
+fn index_in(line: &[u8]) -> u64 {
+    let value: Value = serde_json::from_slice(line).expect("a delivered line is JSON");
+    value["index"].as_u64().expect("a delivery has an index")
+}
+
+/// Reads `stream` until `quiet` passes without data, or it closes; the
+/// indexes of every complete line.
+async fn read_indexes_until_quiet(
+    stream: &mut (impl AsyncRead + Unpin),
+    quiet: Duration,
+) -> Vec<u64> {
+    let mut indexes = Vec::new();
+    let mut lines = LineSplitter::default();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while let Ok(Ok(n)) = timeout(quiet, stream.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        lines.feed(&chunk[..n], |line| indexes.push(index_in(line)));
+    }
+    indexes
+}
+
+/// `count` pipelined `send`s of `msg` to `topic` in one buffer.
+fn sends(topic: &str, msg: &str, delivery: &str, count: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for _ in 0..count {
+        bytes.extend_from_slice(send_line(topic, msg, delivery).as_bytes());
+        bytes.push(b'\n');
+    }
+    bytes
+}
+
+/// Counts `{"success": true}` replies on `stream` until it closes or `stop`.
+async fn count_oks(mut stream: impl AsyncRead + Unpin, oks: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        match timeout(Duration::from_millis(100), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => {
+                let lines = memchr::memchr_iter(b'\n', &chunk[..n]).count();
+                oks.fetch_add(lines as u64, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Case 1 of the stress issue: a subscriber reading about 800 KB/s and a
+/// publisher flooding its topic. The publisher must be slowed to the
+/// reader's pace (or the reader cut off); the server must not grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_slows_its_publisher_and_the_server_stays_small() {
+    let secs: u64 = std::env::var("STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let server = Server::start();
+    let mut reader = connect_small(server.addr(), 16 * 1024).await;
+    subscribe_raw(&mut reader, "slow").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let reading = tokio::spawn({
+        let (stop, delivered) = (stop.clone(), delivered.clone());
+        async move {
+            // 8 KiB every 10 ms: about 800 KB/s.
+            let mut chunk = vec![0u8; 8 * 1024];
+            let mut closed = false;
+            while !stop.load(Ordering::Relaxed) {
+                match timeout(WAIT, reader.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(Ok(n)) => {
+                        let lines = memchr::memchr_iter(b'\n', &chunk[..n]).count();
+                        delivered.fetch_add(lines as u64, Ordering::Relaxed);
+                    }
+                    Err(_) => panic!("the slow reader got nothing for {WAIT:?}"),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            closed
+        }
+    });
+
+    let publisher = TcpStream::connect(server.addr()).await.expect("connect");
+    let (read, mut write) = publisher.into_split();
+    let acked = Arc::new(AtomicU64::new(0));
+    let counting = tokio::spawn(count_oks(read, acked.clone(), stop.clone()));
+    let flood = sends("slow", &"x".repeat(120), "all", 300);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) {
+        if timeout(Duration::from_millis(200), write.write_all(&flood))
+            .await
+            .is_ok_and(|written| written.is_err())
+        {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let cut_off = reading.await.expect("reader task");
+    let _ = counting.await;
+    let (acked, delivered) = (
+        acked.load(Ordering::Relaxed),
+        delivered.load(Ordering::Relaxed),
+    );
+    let peak = server.peak_rss_kib();
+    eprintln!(
+        "slow reader, {secs} s: {acked} sends acknowledged, {delivered} delivered, \
+         server peak RSS {peak} KiB, reader cut off: {cut_off}"
+    );
+    assert!(peak < 200 * 1024, "server peak RSS {peak} KiB");
+    if !cut_off {
+        // Paced: what was acknowledged and not yet read is bounded by the
+        // topic's credit, its pacing mark and the sockets' buffers (a few
+        // MB at most), not by the time the flood ran.
+        let owed = acked.saturating_sub(delivered);
+        assert!(owed < 20_000, "{owed} acknowledged sends not yet delivered");
+        assert!(delivered > 0, "the reader received nothing");
+    }
+}
+
+/// Case 2: A (a small receive buffer, slow) and B share a queue; A reads
+/// 300 lines, then resets. Only what was never written to A may go to B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reset_inside_a_write_never_makes_a_one_message_arrive_twice() {
+    const MESSAGES: usize = 2_000;
+    let server = Server::start();
+    let mut a = connect_small(server.addr(), 4 * 1024).await;
+    subscribe_raw(&mut a, "jobs").await;
+    let mut b = TcpStream::connect(server.addr()).await.expect("connect");
+    subscribe_raw(&mut b, "jobs").await;
+
+    let mut publisher = Client::connect(server.addr()).await;
+    publisher
+        .send_raw(&sends("jobs", &"j".repeat(1024), "one", MESSAGES))
+        .await;
+    for _ in 0..MESSAGES {
+        publisher.expect_ok().await;
+    }
+
+    // A reads slowly until it has 300 lines, then resets mid-stream.
+    let mut from_a = Vec::new();
+    let mut lines = LineSplitter::default();
+    let mut chunk = vec![0u8; 2048];
+    while from_a.len() < 300 {
+        let n = timeout(WAIT, a.read(&mut chunk))
+            .await
+            .expect("A reads in time")
+            .expect("read");
+        assert_ne!(n, 0, "A was closed");
+        lines.feed(&chunk[..n], |line| from_a.push(index_in(line)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    reset(a);
+    let from_b = read_indexes_until_quiet(&mut b, Duration::from_secs(2)).await;
+
+    let a_set: HashSet<u64> = from_a.iter().copied().collect();
+    let b_set: HashSet<u64> = from_b.iter().copied().collect();
+    assert_eq!(a_set.len(), from_a.len(), "A received an index twice");
+    assert_eq!(b_set.len(), from_b.len(), "B received an index twice");
+    let twice: Vec<_> = a_set.intersection(&b_set).collect();
+    assert!(
+        twice.is_empty(),
+        "{} indexes reached both: {twice:?}",
+        twice.len()
+    );
+    // What A's socket held when it reset is lost with it: at most the
+    // server's send buffer and A's receive buffer, about 200 lines of 1 KiB.
+    let received = a_set.len() + b_set.len();
+    eprintln!(
+        "reset inside a write: A {} + B {} of {MESSAGES}",
+        a_set.len(),
+        b_set.len()
+    );
+    assert!(
+        received >= MESSAGES - 200,
+        "only {received} of {MESSAGES} received"
+    );
+}
+
+/// Case 2 under churn: workers join, read a little and reset while a
+/// publisher floods a queue; no index may reach two workers. Seeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_workers_never_receive_a_one_message_twice() {
+    const MESSAGES: usize = 20_000;
+    const SEED: u64 = 0x5eed_0010;
+    let server = Server::start();
+    let addr = server.addr();
+    let mut steady = TcpStream::connect(addr).await.expect("connect");
+    subscribe_raw(&mut steady, "churn").await;
+
+    let publishing = tokio::spawn(async move {
+        let mut publisher = Client::connect(addr).await;
+        let batch = sends("churn", &"c".repeat(200), "one", 500);
+        for _ in 0..MESSAGES / 500 {
+            publisher.send_raw(&batch).await;
+            for _ in 0..500 {
+                publisher.expect_ok().await;
+            }
+        }
+    });
+
+    let mut rng = Rng::new(SEED);
+    let mut received = Vec::new();
+    while !publishing.is_finished() {
+        let mut worker = connect_small(addr, 4 * 1024).await;
+        subscribe_raw(&mut worker, "churn").await;
+        let want = rng.below(200);
+        let mut lines = LineSplitter::default();
+        let mut chunk = vec![0u8; 1 + rng.below(4096)];
+        let mut got = 0;
+        while got < want {
+            match timeout(Duration::from_millis(200), worker.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => lines.feed(&chunk[..n], |line| {
+                    received.push(index_in(line));
+                    got += 1;
+                }),
+                _ => break,
+            }
+        }
+        reset(worker);
+    }
+    publishing.await.expect("publisher");
+    received.extend(read_indexes_until_quiet(&mut steady, Duration::from_secs(2)).await);
+
+    let unique: HashSet<u64> = received.iter().copied().collect();
+    eprintln!(
+        "churn: {} received, {} distinct, of {MESSAGES}",
+        received.len(),
+        unique.len()
+    );
+    assert_eq!(
+        unique.len(),
+        received.len(),
+        "some index reached two workers"
+    );
+}
+
+/// Case 3: a publisher that never reads its replies is cut off at its
+/// budget, and the server's memory stays near that budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deaf_publisher_is_cut_off_within_its_budget_in_real_memory() {
+    const BUDGET_MIB: u64 = 16;
+    let server = Server::start_with(&["--max-pending", &(BUDGET_MIB << 20).to_string()]);
+    let before = server.rss_kib();
+    let mut deaf = connect_small(server.addr(), 4 * 1024).await;
+    let flood = sends("deaf", "d", "all", 2_000);
+    let started = Instant::now();
+    let cut_off = loop {
+        match timeout(Duration::from_secs(2), deaf.write_all(&flood)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break true,
+            Err(_) => break false,
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never cut off");
+    };
+    let peak = server.peak_rss_kib();
+    eprintln!("deaf publisher: cut off {cut_off}, server RSS {before} KiB before, peak {peak} KiB");
+    assert!(
+        cut_off,
+        "the deaf publisher's writes stalled instead of failing"
+    );
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 3 * (BUDGET_MIB << 10),
+        "grew {grown} KiB for a {BUDGET_MIB} MiB budget"
+    );
+}
+
+/// Case 4: small cached messages sent next to huge uncached ones cost what
+/// they are, not the batch buffers they were written into.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_cached_message_does_not_pin_its_batch() {
+    const PAIRS: usize = 200;
+    let server = Server::start_with(&["1000"]);
+    let mut subscriber = TcpStream::connect(server.addr()).await.expect("connect");
+    subscribe_raw(&mut subscriber, "pinned").await;
+    let before = server.rss_kib();
+
+    let huge = "h".repeat(256 * 1024);
+    let small = "s".repeat(100);
+    let mut publisher = Client::connect(server.addr()).await;
+    for _ in 0..PAIRS {
+        let mut pair = send_line("pinned", &small, "all");
+        pair.push('\n');
+        pair.push_str(&format!(
+            "{{\"command\": \"send\", \"topic\": \"pinned\", \"msg\": \"{huge}\", \"delivery\": \"all\", \"cache\": false}}\n"
+        ));
+        publisher.send_raw(pair.as_bytes()).await;
+        publisher.expect_ok().await;
+        publisher.expect_ok().await;
+    }
+    let delivered = read_indexes_until_quiet(&mut subscriber, Duration::from_secs(1)).await;
+    assert_eq!(delivered.len(), 2 * PAIRS);
+    // Let the allocator hand freed pages back before looking.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_kib();
+    eprintln!("cache amplification: RSS {before} KiB before, {after} KiB after {PAIRS} pairs");
+    let grown = after.saturating_sub(before);
+    // Pinning would hold PAIRS x 256 KiB = 50 MiB; the allocator keeps
+    // some freed pages a while, so the bound leaves room for that.
+    assert!(grown < 32 * 1024, "grew {grown} KiB");
+}
+
+/// An unfinished line is bounded in time: its connection is closed after
+/// `--line-timeout`, while a connection that sends nothing stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_line_is_closed_after_the_line_timeout_and_idle_is_fine() {
+    let server = Server::start_with(&["--line-timeout", "1"]);
+    let mut partial = Vec::new();
+    for _ in 0..20 {
+        let mut client = TcpStream::connect(server.addr()).await.expect("connect");
+        client
+            .write_all(&vec![b'p'; 100 * 1024])
+            .await
+            .expect("write a partial line");
+        partial.push(client);
+    }
+    let mut idle = Client::connect(server.addr()).await;
+    let started = Instant::now();
+    for client in &mut partial {
+        let mut byte = [0u8; 1];
+        let read = timeout(WAIT, client.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a partial line was not closed: {read:?}"
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "closed after only {waited:?}"
+    );
+    idle.subscribe("still here").await;
+}
+
+/// `--max-memory`: when what the broker holds reaches it, sends get the
+/// documented error, the slowest consumer is cut off, and sends are taken
+/// again once memory is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_max_memory_sends_are_refused_and_the_slowest_consumer_is_cut() {
+    let server = Server::start_with(&["0", "--max-memory", &(8 << 20).to_string()]);
+    let mut stalled = connect_small(server.addr(), 4 * 1024).await;
+    subscribe_raw(&mut stalled, "full").await;
+    let mut publisher = Client::connect(server.addr()).await;
+    let line = send_line("full", &"m".repeat(4000), "all");
+    let mut refused = false;
+    for _ in 0..20_000 {
+        publisher.send(&line).await;
+        let reply = publisher.recv().await;
+        if reply["success"] == Value::Bool(false) {
+            assert_eq!(
+                reply,
+                serde_json::json!({"success": false, "reason": "Server out of memory"})
+            );
+            refused = true;
+            break;
+        }
+    }
+    assert!(
+        refused,
+        "8 MiB of undelivered messages never reached --max-memory"
+    );
+    // The stalled subscriber, owing the most, is cut off...
+    let mut chunk = vec![0u8; 64 * 1024];
+    let closed = loop {
+        match timeout(WAIT, stalled.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => {}
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the slowest consumer was not cut off");
+    // ...and the memory it held is free again: sends are taken.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher.send(&line).await;
+        if publisher.recv().await["success"] == Value::Bool(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sends were never taken again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Shutdown that runs out of time says so: a distinct exit status, and a
+/// log line counting what was never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_deadline_with_undelivered_messages_exits_3_and_says_how_many() {
+    let mut server = Server::start_logging(&["--shutdown-timeout", "0.5"], Stdio::piped());
+    let mut stalled = connect_small(server.addr(), 4 * 1024).await;
+    subscribe_raw(&mut stalled, "owed").await;
+    let mut publisher = Client::connect(server.addr()).await;
+    publisher
+        .send_raw(&sends("owed", &"o".repeat(1000), "all", 2_000))
+        .await;
+    for _ in 0..2_000 {
+        publisher.expect_ok().await;
+    }
+    server.signal("TERM");
+    let status = server.exit_status(WAIT).await;
+    assert_eq!(status.code(), Some(3), "exit status {status}");
+    let log = server.stderr_text();
+    assert!(
+        log.contains("acknowledged lines were never written") && log.contains("connections=1"),
+        "log: {log}"
+    );
+    drop(stalled);
+}
