@@ -7,6 +7,7 @@
 //! - `scenario`: the loads (fanout, pairs, queue, replay, conns) and the
 //!   driver they share;
 //! - `peer`: one connection's part in a run; `publish`: its sending side;
+//!   `phase`: where the run stands, which both watch;
 //! - `client`: the protocol on one connection;
 //! - `payload`: what travels inside each message; `ascii`: the byte-level
 //!   helpers that decoding it and the lines around it rely on;
@@ -21,6 +22,7 @@ mod client;
 mod limits;
 mod payload;
 mod peer;
+mod phase;
 mod progress;
 mod publish;
 mod report;
