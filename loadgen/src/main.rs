@@ -1,6 +1,7 @@
 //! `loadgen`: drives any server that speaks the mq protocol
-//! (`shared/PROTOCOL.md`) and checks everything that comes back, so that
-//! `mq-actix` and the servers it replaces are measured with one yardstick.
+//! (`docs/PROTOCOL.md` in this repository) and checks everything that comes
+//! back, so that `mq-actix` and the servers it replaces are measured with one
+//! yardstick.
 //!
 //! Map of the crate:
 //! - `cli`: the command line;

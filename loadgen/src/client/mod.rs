@@ -36,7 +36,7 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// with established brokers under the same load and the same checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Proto {
-    /// The mq JSON-lines protocol (PROTOCOL.md)
+    /// The mq JSON-lines protocol (docs/PROTOCOL.md)
     Mq,
     /// Redis pub/sub over RESP3; the integer reply to PUBLISH is the ack
     Redis,

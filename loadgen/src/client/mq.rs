@@ -1,5 +1,6 @@
-//! The mq JSON-lines protocol (PROTOCOL.md): one JSON object per line each
-//! way; replies carry `success`, deliveries are the send plus its `index`.
+//! The mq JSON-lines protocol (`docs/PROTOCOL.md`): one JSON object per line
+//! each way; replies carry `success`, deliveries are the send plus its
+//! `index`.
 //!
 //! Deliveries, by far the most frequent line, go through [`fast`] first; any
 //! line it does not fully understand is decoded with serde_json.
