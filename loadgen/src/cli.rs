@@ -14,9 +14,10 @@ use crate::client::Proto;
     name = "loadgen",
     version,
     about,
-    long_about = "Floods a server that speaks the mq protocol (PROTOCOL.md), or Redis or NATS \
-pub/sub for comparison, and checks everything that comes back: each receiver must get every message it is owed exactly once, in increasing \
-index order, and nothing else.\n\n\
+    long_about = "Floods a server that speaks the mq protocol (docs/PROTOCOL.md in the mq-actix \
+repository), or Redis or NATS pub/sub for comparison, and checks everything that comes back: \
+each receiver must get every message it is owed exactly once, in increasing index order, and \
+nothing else.\n\n\
 Example: loadgen --clients 1000 --topic foo",
     after_help = "Exit status: 0 when every check passed, 1 on any correctness violation, \
 connection failure or error, 2 on a usage error."

@@ -1,12 +1,14 @@
 //! `loadgen`: drives any server that speaks the mq protocol
-//! (`shared/PROTOCOL.md`) and checks everything that comes back, so that
-//! `mq-actix` and the servers it replaces are measured with one yardstick.
+//! (`docs/PROTOCOL.md` in this repository) and checks everything that comes
+//! back, so that `mq-actix` and the servers it replaces are measured with one
+//! yardstick.
 //!
 //! Map of the crate:
 //! - `cli`: the command line;
 //! - `scenario`: the loads (fanout, pairs, queue, replay, conns) and the
 //!   driver they share;
 //! - `peer`: one connection's part in a run; `publish`: its sending side;
+//!   `phase`: where the run stands, which both watch;
 //! - `client`: the protocol on one connection;
 //! - `payload`: what travels inside each message; `ascii`: the byte-level
 //!   helpers that decoding it and the lines around it rely on;
@@ -21,6 +23,7 @@ mod client;
 mod limits;
 mod payload;
 mod peer;
+mod phase;
 mod progress;
 mod publish;
 mod report;

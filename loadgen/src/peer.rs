@@ -13,19 +13,9 @@ use tokio::sync::watch;
 
 use crate::check::{shorten, Kind, Receiver, Violations};
 use crate::client::{Conn, Reader, Reply, Subscription, Writer};
+use crate::phase::Phase;
 use crate::publish::{self, SendPlan, Window};
 use crate::stats::Live;
-
-/// Where a run stands; every peer watches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Publish and receive.
-    Run,
-    /// Stop publishing (the server stalled); keep receiving.
-    StopSending,
-    /// Stop everything and report.
-    Stop,
-}
 
 /// One connection and its roles in a run.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::client::{Delivery, Proto, Topic, Writer};
 use crate::payload::Payload;
-use crate::peer::Phase;
+use crate::phase::Phase;
 use crate::stats::Live;
 
 /// Bytes buffered before a write is forced, so that one large batch does not

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use support::{loadgen, FakeServer, Fault};
@@ -304,4 +306,74 @@ fn no_server_is_a_clear_failure() {
     assert!(!run.succeeded());
     let stderr = String::from_utf8_lossy(&run.output.stderr);
     assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+/// A server that answers every line it reads with `reply`, or, when `reply`
+/// is empty, hangs up on the first line: anything but the mq protocol.
+fn answering(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone the stream");
+                let mut reader = BufReader::new(stream);
+                let mut line = Vec::new();
+                while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                    if reply.is_empty() || writer.write_all(reply).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_that_does_not_answer_like_the_protocol_is_not_measured() {
+    for (reply, expected) in [
+        (
+            &b"{\"ok\": true}\r\n"[..],
+            r#"the server does not answer like the mq protocol: it sent {"ok": true}"#,
+        ),
+        (
+            b"{\"success\": true, \"index\": 0}\r\n",
+            r#"the server does not answer like the mq protocol: it sent {"success": true, "index": 0}"#,
+        ),
+        (
+            b"+OK\r\n",
+            "the server does not answer like the mq protocol: it sent +OK",
+        ),
+        (
+            b"\x1b[2J\xff\rgarbage\n",
+            "the server does not answer like the mq protocol: it sent \\u{1b}[2J\u{fffd}\\rgarbage",
+        ),
+        (b"", "the server closed the connection instead of replying"),
+    ] {
+        let run = loadgen(
+            answering(reply),
+            &[
+                "fanout",
+                "--clients",
+                "2",
+                "--messages",
+                "10",
+                "--timeout",
+                "2",
+            ],
+        );
+        assert_eq!(run.output.status.code(), Some(1), "{}", run.explain());
+        assert!(run.report.is_null(), "it measured: {}", run.explain());
+        let stderr = String::from_utf8_lossy(&run.output.stderr);
+        let mut lines = stderr.lines();
+        let line = lines.next().unwrap_or_default();
+        assert!(
+            line.starts_with("loadgen: opening 2 subscriber connections: subscribing to ")
+                && line.ends_with(expected),
+            "{expected:?} not at the end of {line:?}"
+        );
+        assert_eq!(lines.next(), None, "more than one line: {stderr}");
+    }
 }

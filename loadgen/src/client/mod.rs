@@ -36,7 +36,7 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// with established brokers under the same load and the same checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Proto {
-    /// The mq JSON-lines protocol (PROTOCOL.md)
+    /// The mq JSON-lines protocol (docs/PROTOCOL.md)
     Mq,
     /// Redis pub/sub over RESP3; the integer reply to PUBLISH is the ack
     Redis,
@@ -193,19 +193,30 @@ impl Conn {
     /// Waits for the reply to what was just sent (or, with `notice`, for the
     /// first notice, as NATS greets with INFO), answering the server's pings
     /// meanwhile. Returns how many deliveries came first.
+    ///
+    /// This is where every connection reads its first reply, before anything
+    /// is measured: a server that answers anything but the protocol's reply
+    /// (for mq exactly `{"success": true}`), or hangs up, fails the run here
+    /// with one line that says so, rather than being measured as if it were
+    /// the server asked for.
     async fn await_reply(&mut self, wait: Duration, notice: bool) -> anyhow::Result<u64> {
+        let proto = self.proto().name();
         let mut skipped = 0;
         loop {
             let mut pongs = 0;
             while let Some(reply) = self.reader.next_buffered() {
                 match reply {
                     Reply::Ack => return Ok(skipped),
-                    Reply::Refused(reason) => bail!("server refused: {reason}"),
+                    Reply::Refused(reason) => bail!("the server refused: {reason}"),
                     Reply::Delivery { .. } => skipped += 1,
                     Reply::Ping => pongs += 1,
                     Reply::Notice if notice => return Ok(skipped),
                     Reply::Notice => {}
-                    Reply::Garbled(line) => bail!("unreadable reply: {line}"),
+                    Reply::Garbled(line) => {
+                        bail!(
+                            "the server does not answer like the {proto} protocol: it sent {line}"
+                        )
+                    }
                 }
             }
             for _ in 0..pongs {
@@ -214,7 +225,7 @@ impl Conn {
             self.writer.flush().await?;
             match tokio::time::timeout(wait, self.reader.fill()).await {
                 Err(_) => bail!("no reply within {}", humantime::format_duration(wait)),
-                Ok(Ok(0)) => bail!("server closed the connection"),
+                Ok(Ok(0)) => bail!("the server closed the connection instead of replying"),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e).context("reading reply"),
             }
@@ -389,7 +400,16 @@ fn trim_line(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// A frame that could not be read, shortened for display.
+/// A frame that could not be read, shortened for display, with control
+/// characters escaped so that it shows on one line of a report or an error.
 fn garbled(frame: &[u8]) -> Reply<'static> {
-    Reply::Garbled(crate::check::shorten(&String::from_utf8_lossy(frame)))
+    let mut text = String::with_capacity(frame.len());
+    for c in String::from_utf8_lossy(frame).chars() {
+        if c.is_control() {
+            text.extend(c.escape_default());
+        } else {
+            text.push(c);
+        }
+    }
+    Reply::Garbled(crate::check::shorten(&text))
 }

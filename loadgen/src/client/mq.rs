@@ -1,5 +1,6 @@
-//! The mq JSON-lines protocol (PROTOCOL.md): one JSON object per line each
-//! way; replies carry `success`, deliveries are the send plus its `index`.
+//! The mq JSON-lines protocol (`docs/PROTOCOL.md`): one JSON object per line
+//! each way; replies carry `success`, deliveries are the send plus its
+//! `index`.
 //!
 //! Deliveries, by far the most frequent line, go through [`fast`] first; any
 //! line it does not fully understand is decoded with serde_json.
@@ -77,54 +78,64 @@ struct Line<S> {
     index: Option<u64>,
 }
 
+/// The protocol's success reply, byte for byte as servers of the protocol
+/// write it; read without a parser, as it answers every command.
+const ACK: &[u8] = br#"{"success": true}"#;
+
 /// Decodes one line: borrowing from the buffer when no string in it has an
 /// escape (every message loadgen sends), copying otherwise.
 fn decode_line(line: &[u8]) -> Reply<'_> {
-    match serde_json::from_slice::<Line<&str>>(line) {
-        Ok(l) => classify(
-            l.success,
-            l.reason,
-            l.topic,
-            l.msg,
-            l.index,
-            Cow::Borrowed,
-            line,
-        ),
-        Err(_) => match serde_json::from_slice::<Line<String>>(line) {
-            Ok(l) => classify(
-                l.success,
-                l.reason,
-                l.topic,
-                l.msg,
-                l.index,
-                Cow::Owned,
-                line,
-            ),
-            Err(_) => garbled(line),
-        },
+    if line == ACK {
+        return Reply::Ack;
     }
+    parse(line, Cow::Borrowed)
+        .or_else(|| parse(line, Cow::<str>::Owned))
+        .unwrap_or_else(|| garbled(line))
+}
+
+/// Reads `line` as a [`Line`] whose strings `cow` turns into the reply's;
+/// `None` when it is not JSON of that shape.
+fn parse<'a, S>(line: &'a [u8], cow: impl Fn(S) -> Cow<'a, str>) -> Option<Reply<'a>>
+where
+    Line<S>: Deserialize<'a>,
+{
+    let fields = serde_json::from_slice::<Line<S>>(line).ok()?;
+    Some(classify(fields, cow, line))
 }
 
 /// Tells a reply from a delivery by the `success` key.
-fn classify<'a, S>(
-    success: Option<bool>,
-    reason: Option<S>,
-    topic: Option<S>,
-    msg: Option<S>,
-    index: Option<u64>,
-    cow: impl Fn(S) -> Cow<'a, str>,
-    line: &[u8],
-) -> Reply<'a> {
-    match (success, topic, msg, index) {
-        (Some(true), ..) => Reply::Ack,
-        (Some(false), ..) => Reply::Refused(reason.map_or(Cow::Borrowed(""), cow)),
-        (None, Some(topic), Some(msg), Some(index)) => Reply::Delivery {
+fn classify<'a, S>(fields: Line<S>, cow: impl Fn(S) -> Cow<'a, str>, line: &[u8]) -> Reply<'a> {
+    match fields {
+        Line {
+            success: Some(true),
+            ..
+        } if is_ack(line) => Reply::Ack,
+        Line {
+            success: Some(false),
+            reason,
+            ..
+        } => Reply::Refused(reason.map_or(Cow::Borrowed(""), cow)),
+        Line {
+            success: None,
+            topic: Some(topic),
+            msg: Some(msg),
+            index: Some(index),
+            ..
+        } => Reply::Delivery {
             topic: cow(topic),
             msg: cow(msg),
             index: Some(index),
         },
         _ => garbled(line),
     }
+}
+
+/// Whether `line` is the object `{"success": true}` and nothing more, however
+/// it is spaced: a success with any other key is no reply the protocol has,
+/// and a server that sends one is not the server loadgen means to measure.
+fn is_ack(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+        .is_ok_and(|object| object.len() == 1 && object.get("success") == Some(&true.into()))
 }
 
 #[cfg(test)]
@@ -157,8 +168,22 @@ mod tests {
             &b"nope\n"[..],
             b"{\"topic\": \"t\", \"msg\": \"m\"}\n",
             b"{\"topic\":\"t\",\"msg\":\"m\",\"index\":-1}\n",
+            b"{\"ok\": true}\n",
+            b"{\"success\": true, \"index\": 0}\n",
+            b"{\"success\": 1}\n",
         ] {
             assert!(matches!(one(bad), Reply::Garbled(_)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_success_however_spaced_is_an_ack() {
+        for ack in [
+            &b"{\"success\":true}\n"[..],
+            b"{ \"success\" : true }\r\n",
+            b"  {\"success\": true}\t\n",
+        ] {
+            assert_eq!(one(ack), Reply::Ack, "{ack:?}");
         }
     }
 

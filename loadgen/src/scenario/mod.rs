@@ -20,11 +20,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::check::{Published, Violations};
+use crate::check::{Expect, Published, Receiver, Violations};
 use crate::cli::{Args, Scenario};
 use crate::client::{Conn, Delivery, Subscription, Topic};
 use crate::limits::explain_connect_error;
-use crate::peer::{self, Outcome, Peer, Phase};
+use crate::peer::{self, Outcome, Peer};
+use crate::phase::Phase;
 use crate::progress::Progress;
 use crate::publish::{Pace, SendPlan};
 use crate::report::{self, Latency, Params, Report};
@@ -216,6 +217,40 @@ pub fn plan(
         },
         size: args.size,
     }
+}
+
+/// The measured phase of a load on one topic, as fanout and queue run it:
+/// the `receiving` connections (numbered first) each check what they get
+/// with a fresh `expect()`, and the `sending` ones publish to `topic` with
+/// `delivery`. The two loads differ only in those and in what is `owed`, so
+/// they share the rest from here.
+pub async fn drive_one_topic(
+    ctx: &Ctx,
+    topic: &Topic,
+    receiving: Connected,
+    sending: Connected,
+    delivery: Delivery,
+    expect: impl Fn() -> Expect,
+    owed: impl Fn(&[u64]) -> u64,
+) -> anyhow::Result<(Arc<Live>, Driven)> {
+    let first_sender = receiving.conns.len();
+    let publishers = sending.conns.len();
+    let window = ctx.args.window as usize;
+    let receivers = receiving.conns.into_iter().enumerate().map(|(i, conn)| {
+        Peer::receiver(
+            i,
+            conn,
+            Receiver::new(topic.name.clone(), ctx.run, expect()),
+        )
+    });
+    let senders = sending.conns.into_iter().enumerate().map(|(p, conn)| {
+        let plan = plan(ctx, p, publishers, vec![topic.clone()], delivery);
+        Peer::publisher(first_sender + p, conn, window, plan)
+    });
+    let peers = receivers.chain(senders).collect();
+    let live = Arc::new(Live::new(ctx.clock, publishers)?);
+    let driven = drive(ctx, &live, ctx.args.scenario.name(), peers, owed).await;
+    Ok((live, driven))
 }
 
 /// What a measured phase produced.

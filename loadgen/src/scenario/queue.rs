@@ -6,12 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::ensure;
 
-use super::{connect_all, drive, plan, summarize, Ctx};
-use crate::check::{ByPublisher, Expect, Ledger, Receiver};
+use super::{connect_all, drive_one_topic, summarize, Ctx};
+use crate::check::{ByPublisher, Expect, Ledger};
 use crate::client::{Delivery, Subscription, Topic};
-use crate::peer::Peer;
 use crate::report::{Params, QueueFigures, Report};
-use crate::stats::Live;
 
 /// Runs `queue`: subscribes the workers, publishes, then checks exactly-once
 /// over all workers together and reports each one's share.
@@ -30,23 +28,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let sending = connect_all(ctx, "publisher", publishers, |_| None).await?;
 
     let ledger = Arc::new(Mutex::new(Ledger::new(publishers)));
-    let window = args.window as usize;
-    let receivers = receiving.conns.into_iter().enumerate().map(|(i, conn)| {
-        let expect = Expect::Share {
-            ledger: ledger.clone(),
-            last_seq: ByPublisher::default(),
-        };
-        Peer::receiver(i, conn, Receiver::new(topic.name.clone(), ctx.run, expect))
-    });
-    let senders = sending.conns.into_iter().enumerate().map(|(p, conn)| {
-        let plan = plan(ctx, p, publishers, vec![topic.clone()], Delivery::One);
-        Peer::publisher(workers + p, conn, window, plan)
-    });
-    let peers = receivers.chain(senders).collect();
-
-    let live = Arc::new(Live::new(ctx.clock, publishers)?);
+    let expect = || Expect::Share {
+        ledger: ledger.clone(),
+        last_seq: ByPublisher::default(),
+    };
     let owed = |sent: &[u64]| sent.iter().sum::<u64>();
-    let driven = drive(ctx, &live, "queue", peers, owed).await;
+    let (live, driven) =
+        drive_one_topic(ctx, &topic, receiving, sending, Delivery::One, expect, owed).await?;
 
     let per_worker: Vec<u64> = driven
         .outcomes

@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use anyhow::anyhow;
-use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::ranged1d::{SegmentValue, ValueFormatter};
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -96,55 +97,29 @@ pub fn fanout(summaries: &[Summary], path: &Path) -> anyhow::Result<bool> {
     let y_max = all().map(|p| p.1).fold(0.0, f64::max) * 1.12;
     let runs = summaries.iter().map(|s| s.runs).max().unwrap_or(1);
 
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Fanout: deliveries per second against subscribers",
-            (FONT, 24),
-        )
-        .margin(16)
-        .x_label_area_size(56)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            ((x_min / 2.0).max(0.5)..x_max * 2.0).log_scale(),
-            0.0..y_max.max(1.0),
-        )
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("subscribers on the topic (log scale; 1 publisher, window 64, 64-byte messages)")
-        .y_desc(format!("deliveries per second (median of {runs})"))
-        .x_label_formatter(&|v| short(*v))
-        .y_label_formatter(&|v| short(*v))
-        .axis_desc_style((FONT, 16))
-        .label_style((FONT, 14))
-        .draw()
-        .map_err(err)?;
-    for (server, points) in &lines {
-        let c = colour(*server);
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(3)))
-            .map_err(err)?
-            .label(server.label())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], c.stroke_width(3)));
-        chart
-            .draw_series(PointSeries::of_element(
-                points.iter().copied(),
-                5,
-                c.filled(),
-                &|p, size, style| EmptyElement::at(p) + Circle::new((0, 0), size, style),
-            ))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 16))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(err)?;
+    let root = canvas(path)?;
+    let mut chart = builder(
+        &root,
+        "Fanout: deliveries per second against subscribers",
+        24,
+        56,
+    )
+    .build_cartesian_2d(
+        ((x_min / 2.0).max(0.5)..x_max * 2.0).log_scale(),
+        0.0..y_max.max(1.0),
+    )
+    .map_err(err)?;
+    draw_axes(
+        &mut chart,
+        "subscribers on the topic (log scale; 1 publisher, window 64, 64-byte messages)",
+        &format!("deliveries per second (median of {runs})"),
+        &|v| short(*v),
+        None,
+    )?;
+    let lines = lines
+        .iter()
+        .map(|(server, points)| (server.label(), colour(*server), points));
+    draw_lines(&mut chart, lines)?;
     root.present().map_err(err)?;
     Ok(true)
 }
@@ -184,53 +159,26 @@ pub fn latency(summaries: &[Summary], path: &Path) -> anyhow::Result<bool> {
     let y_min = all().map(|p| p.1).fold(f64::INFINITY, f64::min) / 2.0;
     let y_max = all().map(|p| p.1).fold(0.0, f64::max) * 2.0;
 
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("mq-actix latency against offered rate (open loop, fanout to {subscribers})"),
-            (FONT, 22),
-        )
-        .margin(16)
-        .x_label_area_size(56)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..x_max.max(1.0), (y_min..y_max).log_scale())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("offered rate (messages published per second, each delivered to every subscriber)")
-        .y_desc(format!("end-to-end latency (log scale, median of {runs})"))
-        .x_label_formatter(&|v| short(*v))
-        .y_label_formatter(&|v| duration(*v))
-        .y_labels(12)
-        .axis_desc_style((FONT, 16))
-        .label_style((FONT, 14))
-        .draw()
-        .map_err(err)?;
-    for (name, c, points) in &lines {
-        let c = *c;
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(3)))
-            .map_err(err)?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], c.stroke_width(3)));
-        chart
-            .draw_series(PointSeries::of_element(
-                points.iter().copied(),
-                5,
-                c.filled(),
-                &|p, size, style| EmptyElement::at(p) + Circle::new((0, 0), size, style),
-            ))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 16))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(err)?;
+    let root = canvas(path)?;
+    let mut chart = builder(
+        &root,
+        format!("mq-actix latency against offered rate (open loop, fanout to {subscribers})"),
+        22,
+        56,
+    )
+    .build_cartesian_2d(0.0..x_max.max(1.0), (y_min..y_max).log_scale())
+    .map_err(err)?;
+    draw_axes(
+        &mut chart,
+        "offered rate (messages published per second, each delivered to every subscriber)",
+        &format!("end-to-end latency (log scale, median of {runs})"),
+        &|v| duration(*v),
+        Some(12),
+    )?;
+    draw_lines(
+        &mut chart,
+        lines.iter().map(|(name, c, points)| (*name, *c, points)),
+    )?;
     root.present().map_err(err)?;
     Ok(true)
 }
@@ -263,15 +211,10 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
         "higher is better"
     };
 
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = canvas(path)?;
     let n = bars.len() as i32;
     // An i32 range includes its end: 0..n - 1 makes n segments.
-    let mut chart = ChartBuilder::on(&root)
-        .caption(target.what, (FONT, 20))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(80)
+    let mut chart = builder(&root, target.what, 20, 48)
         .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..y_max.max(1e-9))
         .map_err(err)?;
     let label_of = |v: &SegmentValue<i32>| match v {
@@ -342,18 +285,114 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
             ))
             .map_err(err)?
             .label(format!("target {text}"))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], grey.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .map_err(err)?;
+            .legend(legend_mark(grey.stroke_width(2)));
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
     }
     root.present().map_err(err)?;
     Ok(true)
+}
+
+/// A white canvas of [`SIZE`] that writes its SVG to `path`.
+fn canvas(path: &Path) -> anyhow::Result<DrawingArea<SVGBackend<'_>, Shift>> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root)
+}
+
+/// A chart on `root` with `caption` in `caption_size` points and
+/// `x_label_area` pixels under its x axis, in the margins every chart shares,
+/// so that the charts line up side by side in the README.
+fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: impl AsRef<str>,
+    caption_size: u32,
+    x_label_area: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(caption, (FONT, caption_size))
+        .margin(16)
+        .x_label_area_size(x_label_area)
+        .y_label_area_size(80);
+    builder
+}
+
+/// Draws the grid and the axes of a line chart, described by `x_desc` and
+/// `y_desc`, with x values in [`short`] form, y values as `y_value` writes
+/// them, and `y_labels` of them where plotters' default number is too few.
+fn draw_axes<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    x_desc: &str,
+    y_desc: &str,
+    y_value: &dyn Fn(&f64) -> String,
+    y_labels: Option<usize>,
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| short(*v))
+        .y_label_formatter(y_value)
+        .axis_desc_style((FONT, 16))
+        .label_style((FONT, 14));
+    if let Some(n) = y_labels {
+        mesh.y_labels(n);
+    }
+    mesh.draw().map_err(err)
+}
+
+/// Draws each line (its legend label, colour and points) with a dot on
+/// every point, then the legend in the upper left: the fanout and latency
+/// charts draw their lines the same way, so that they read the same way.
+fn draw_lines<'a, 'p, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: impl IntoIterator<Item = (&'p str, RGBColor, &'p Points)>,
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (label, c, points) in lines {
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(3)))
+            .map_err(err)?
+            .label(label)
+            .legend(legend_mark(c.stroke_width(3)));
+        chart
+            .draw_series(PointSeries::of_element(
+                points.iter().copied(),
+                5,
+                c.filled(),
+                &|p, size, style| EmptyElement::at(p) + Circle::new((0, 0), size, style),
+            ))
+            .map_err(err)?;
+    }
+    draw_legend(chart, SeriesLabelPosition::UpperLeft, 16)
+}
+
+/// A legend entry's mark: a short stroke in the line's own style.
+fn legend_mark(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new([(x, y), (x + 24, y)], style)
+}
+
+/// Draws the legend at `position` with labels in `size` points, on a
+/// translucent box so that it stays readable over a line it covers.
+fn draw_legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+    size: u32,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, size))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)
 }
 
 /// Which metric a chart of `outcome` shows, for the README's alt text.

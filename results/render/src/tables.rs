@@ -82,44 +82,56 @@ pub fn rate(per_second: f64) -> String {
     format!("{}/s", count(per_second))
 }
 
+/// A step of a unit ladder: the least value it is for, what to divide the
+/// value by, how many decimals to show, and the unit.
+type Rung = (f64, f64, usize, &'static str);
+
+/// `value` on the first rung of `ladder` it reaches, or on the last rung
+/// when it reaches none: each unit's choice of scale and precision is a
+/// table, and the writing is done once, here.
+fn on_ladder(value: f64, ladder: &[Rung]) -> String {
+    let rung = ladder.iter().find(|r| value >= r.0).or(ladder.last());
+    let Some(&(_, divisor, decimals, unit)) = rung else {
+        return value.to_string();
+    };
+    format!("{:.*} {unit}", decimals, value / divisor)
+}
+
 /// Microseconds in the unit that reads best: `850 µs`, `1.25 ms`, `2.10 s`.
 pub fn micros(us: f64) -> String {
-    if us >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else if us >= 1e3 {
-        format!("{:.2} ms", us / 1e3)
-    } else if us >= 100.0 {
-        format!("{us:.0} µs")
-    } else if us >= 10.0 {
-        format!("{us:.1} µs")
-    } else {
-        format!("{us:.2} µs")
-    }
+    on_ladder(
+        us,
+        &[
+            (1e6, 1e6, 2, "s"),
+            (1e3, 1e3, 2, "ms"),
+            (100.0, 1.0, 0, "µs"),
+            (10.0, 1.0, 1, "µs"),
+            (0.0, 1.0, 2, "µs"),
+        ],
+    )
 }
 
 /// Nanoseconds in the unit that reads best: `42.1 ns`, `1.25 µs`.
 pub fn nanos(ns: f64) -> String {
     if ns >= 1e3 {
         micros(ns / 1e3)
-    } else if ns >= 100.0 {
-        format!("{ns:.0} ns")
     } else {
-        format!("{ns:.1} ns")
+        on_ladder(ns, &[(100.0, 1.0, 0, "ns"), (0.0, 1.0, 1, "ns")])
     }
 }
 
 /// Bytes in decimal units (1 KB = 1,000 bytes, 1 MB = 1,000,000 bytes), the
 /// units the targets are written in.
 pub fn bytes(n: f64) -> String {
-    if n >= 1e9 {
-        format!("{:.2} GB", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1} MB", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.2} KB", n / 1e3)
-    } else {
-        format!("{n:.0} B")
-    }
+    on_ladder(
+        n,
+        &[
+            (1e9, 1e9, 2, "GB"),
+            (1e6, 1e6, 1, "MB"),
+            (1e3, 1e3, 2, "KB"),
+            (0.0, 1.0, 0, "B"),
+        ],
+    )
 }
 
 /// A ratio such as mq-actix / Redis: `2.31×`.
