@@ -27,3 +27,4 @@ pub mod shutdown;
 pub mod stats;
 pub mod subscribers;
 pub mod topic;
+pub mod units;
