@@ -18,7 +18,7 @@
 //! - [`memory`]: the broker-wide memory budget (`--max-memory`).
 //! - [`shutdown`]: the phases of a graceful stop.
 //! - [`config`] (every setting and limit), [`stats`]: settings and counters
-//!   of a running broker.
+//!   of a running broker; [`units`]: sizes with units on the command line.
 
 pub mod codec;
 pub mod config;
@@ -36,3 +36,4 @@ mod subscribers;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod topic;
+pub mod units;

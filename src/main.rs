@@ -1,16 +1,18 @@
-use std::io::IsTerminal;
-use std::net::{IpAddr, SocketAddr};
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use actix::System;
-use clap::Parser;
+use clap::{CommandFactory, Parser, ValueEnum};
+use clap_complete::Shell;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use mq_actix::config::{self, Config, Limits};
 use mq_actix::server::{self, Broker};
 use mq_actix::shutdown::Outcome;
+use mq_actix::units::parse_byte_size;
 
 /// Exit status when the shutdown deadline passed with acknowledged lines
 /// still unwritten (distinct from 1, a failure to start).
@@ -24,55 +26,101 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// A pub/sub message broker speaking the mq JSON-lines protocol.
 ///
 /// Logs go to stderr; they are quiet unless RUST_LOG raises them
-/// (e.g. RUST_LOG=mq_actix=debug).
+/// (e.g. RUST_LOG=mq_actix=debug). Every option can also be set by the
+/// environment variable shown beside it; the command line wins.
+/// Sizes take units: 4096, 512k, 64MiB, 1GiB (k, M, G are powers of 1024).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
     /// TCP port to listen on (0 picks a free one).
-    #[arg(default_value_t = config::DEFAULT_PORT)]
+    #[arg(env = "MQ_ACTIX_PORT", default_value_t = config::DEFAULT_PORT)]
     port: u16,
     /// Messages cached per topic for replay; 0 disables the cache.
-    #[arg(default_value_t = config::DEFAULT_CACHE_SIZE)]
+    #[arg(env = "MQ_ACTIX_CACHE_SIZE", default_value_t = config::DEFAULT_CACHE_SIZE)]
     cache_size: usize,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: IpAddr,
-    /// Longest accepted line in bytes, without its line ending.
-    #[arg(long, default_value_t = config::DEFAULT_MAX_LINE)]
+    /// Host name or address to listen on; anything but a loopback address
+    /// lets other machines in, and the protocol has no authentication.
+    #[arg(
+        long,
+        env = "MQ_ACTIX_BIND",
+        value_name = "HOST",
+        default_value = "127.0.0.1"
+    )]
+    bind: String,
+    /// Longest accepted line, without its line ending.
+    #[arg(long, env = "MQ_ACTIX_MAX_LINE", value_name = "SIZE",
+          value_parser = parse_byte_size, default_value_t = config::DEFAULT_MAX_LINE)]
     max_line: usize,
     /// Bytes a client may owe (queued, unread) before it is disconnected.
-    #[arg(long, default_value_t = config::DEFAULT_MAX_PENDING)]
+    #[arg(long, env = "MQ_ACTIX_MAX_PENDING", value_name = "SIZE",
+          value_parser = parse_byte_size, default_value_t = config::DEFAULT_MAX_PENDING)]
     max_pending: usize,
     /// Open connections before new ones are refused.
-    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, env = "MQ_ACTIX_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Bytes of caches, outboxes, topic mailboxes and partial lines before
     /// new sends are refused ("Server out of memory"); 0 = no limit
     /// [default: 50% of physical memory].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, env = "MQ_ACTIX_MAX_MEMORY", value_name = "SIZE", value_parser = parse_byte_size)]
     max_memory: Option<usize>,
     /// Seconds a connection may hold an unfinished line before it is closed.
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_LINE_TIMEOUT.as_secs_f64())]
+    #[arg(
+        long,
+        env = "MQ_ACTIX_LINE_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = config::DEFAULT_LINE_TIMEOUT.as_secs_f64()
+    )]
     line_timeout: f64,
     /// Worker threads running sessions and topics [default: number of cores].
-    #[arg(long)]
+    #[arg(long, env = "MQ_ACTIX_WORKERS")]
     workers: Option<usize>,
     /// Seconds that SIGINT/SIGTERM wait for clients to be sent what they are
     /// owed before the broker exits anyway (then with status 3 if anything
     /// acknowledged was left unwritten).
-    #[arg(long, value_name = "SECS", default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())]
+    #[arg(
+        long,
+        env = "MQ_ACTIX_SHUTDOWN_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64()
+    )]
     shutdown_timeout: f64,
+    /// How log lines on stderr are written: for people, or one JSON object
+    /// per line for a log collector.
+    #[arg(long, env = "MQ_ACTIX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Print a completion script for SHELL to stdout and exit.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<Shell>,
+    /// Print a man page (roff) to stdout and exit.
+    #[arg(long)]
+    man: bool,
+}
+
+/// The two ways of writing log lines.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .init();
+    if let Some(shell) = cli.completions {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "mq-actix", &mut script);
+        return print_and_exit(&script);
+    }
+    if cli.man {
+        let mut page = Vec::new();
+        if let Err(error) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+            eprintln!("mq-actix: cannot write the man page: {error}");
+            return ExitCode::from(1);
+        }
+        return print_and_exit(&page);
+    }
+    init_logging(cli.log_format);
 
     let config = Config {
         cache_size: cli.cache_size,
@@ -85,16 +133,22 @@ fn main() -> ExitCode {
             line_timeout: seconds(cli.line_timeout),
         },
     };
-    let addr = SocketAddr::new(cli.bind, cli.port);
-    let listener = match server::bind(addr) {
-        Ok(listener) => listener,
+    let (listener, addr) = match listen(&cli.bind, cli.port) {
+        Ok(bound) => bound,
         Err(error) => {
-            eprintln!("mq-actix: cannot listen on {addr}: {error}");
+            eprintln!("mq-actix: {error}");
             return ExitCode::from(1);
         }
     };
     server::raise_fd_limit(config.limits.max_connections as u64 + 64);
     let local = listener.local_addr().unwrap_or(addr);
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {local}, which is not a loopback address: the mq protocol has \
+             no authentication, so anyone who can reach this port can read and publish \
+             every topic"
+        );
+    }
 
     let system = System::new();
     let broker = system.block_on(async {
@@ -148,6 +202,52 @@ fn main() -> ExitCode {
 /// A duration in seconds from the command line; negative or NaN is zero.
 fn seconds(secs: f64) -> Duration {
     Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
+}
+
+/// Writes what `--completions` or `--man` made to stdout; a reader that
+/// stops early (`| head`) is no failure.
+fn print_and_exit(text: &[u8]) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("mq-actix: cannot write to stdout: {error}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Logs to stderr at the level RUST_LOG asks for (warnings by default).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+}
+
+/// Listens on the first address `host` resolves to that can be bound, so
+/// that a name like `localhost` works whether it lists `::1` or `127.0.0.1`
+/// first. An IPv6 address may be given in brackets.
+fn listen(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), String> {
+    let name = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs = (name, port)
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {host} to listen on port {port}: {error}"))?;
+    let mut failure = format!("cannot listen on {host}:{port}: the name has no address");
+    for addr in addrs {
+        match server::bind(addr) {
+            Ok(listener) => return Ok((listener, addr)),
+            Err(error) => failure = format!("cannot listen on {addr}: {error}"),
+        }
+    }
+    Err(failure)
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
