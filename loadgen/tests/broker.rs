@@ -4,7 +4,7 @@
 mod support;
 
 use mq_actix::config::Config;
-use mq_actix::server::BackgroundServer;
+use mq_actix::testing::BackgroundServer;
 use support::{loadgen, FakeServer, Fault, Run};
 
 fn broker() -> BackgroundServer {
