@@ -9,6 +9,9 @@
 //! Each input is checked once before it is measured, so a benchmark can never
 //! silently time the wrong path (e.g. a `send` that has become `Malformed`).
 
+mod common;
+
+use common::Timing;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -26,13 +29,11 @@ const KIB: usize = 1024;
 /// intervals. Criterion's analysis and plots add seconds per variant on top,
 /// which is why the measuring is kept short: the whole `cargo bench` (three
 /// files) must stay well under 10 minutes on 2 busy cores.
-fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-    group
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1500))
-        .sample_size(50)
-        .throughput(Throughput::Elements(1));
-}
+const TIMING: Timing = Timing {
+    warm_up: Duration::from_millis(300),
+    measure: Duration::from_millis(1500),
+    samples: 50,
+};
 
 fn send_line(msg: &str) -> String {
     format!(r#"{{"command": "send", "topic": "foo", "msg": "{msg}", "delivery": "all"}}"#)
@@ -68,7 +69,8 @@ fn bench_command(
 
 fn parse_subscribe(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_subscribe");
-    configure(&mut group);
+    TIMING.apply(&mut group);
+    group.throughput(Throughput::Elements(1));
     let is_subscribe = |c: &Command<'_>| matches!(c, Command::Subscribe(_));
     bench_command(
         &mut group,
@@ -87,7 +89,8 @@ fn parse_subscribe(c: &mut Criterion) {
 
 fn parse_unsubscribe(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_unsubscribe");
-    configure(&mut group);
+    TIMING.apply(&mut group);
+    group.throughput(Throughput::Elements(1));
     bench_command(
         &mut group,
         "plain",
@@ -99,7 +102,8 @@ fn parse_unsubscribe(c: &mut Criterion) {
 
 fn parse_send(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_send");
-    configure(&mut group);
+    TIMING.apply(&mut group);
+    group.throughput(Throughput::Elements(1));
     let is_send = |c: &Command<'_>| matches!(c, Command::Send(_));
     bench_command(&mut group, "short", &send_line("hello"), is_send);
     bench_command(&mut group, "1KiB", &send_line(&msg_1k()), is_send);
@@ -114,7 +118,8 @@ fn parse_send(c: &mut Criterion) {
 
 fn parse_invalid(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_invalid");
-    configure(&mut group);
+    TIMING.apply(&mut group);
+    group.throughput(Throughput::Elements(1));
     let cases: [(&str, &[u8], ProtocolError); 4] = [
         (
             "not_utf8",
@@ -148,7 +153,8 @@ fn parse_invalid(c: &mut Criterion) {
 /// `send`, the topic appends the index.
 fn encode_delivery(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode_delivery");
-    configure(&mut group);
+    TIMING.apply(&mut group);
+    group.throughput(Throughput::Elements(1));
     for (variant, msg) in [
         ("short", "hello".to_owned()),
         ("1KiB", msg_1k()),
@@ -171,7 +177,8 @@ fn encode_delivery(c: &mut Criterion) {
 fn frame(c: &mut Criterion) {
     const LINES: usize = 100;
     let mut group = c.benchmark_group("frame");
-    configure(&mut group);
+    TIMING.apply(&mut group);
+    group.throughput(Throughput::Elements(1));
     group.throughput(Throughput::Elements(LINES as u64));
     for (variant, line) in [
         ("short", send_line("hello")),

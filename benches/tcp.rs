@@ -15,12 +15,13 @@
 //! timeout, and every reply is checked by its size, so a broker that answers
 //! with an error or drops a line fails the benchmark instead of flattering it.
 
+mod common;
+
+use common::Timing;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use criterion::{
-    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mq_actix::config::{Config, DEFAULT_CACHE_SIZE};
 use mq_actix::protocol::OK;
 use mq_actix::testing::BackgroundServer;
@@ -38,19 +39,16 @@ const FAN_OUT: usize = 100;
 /// Lines written per `write_all` when pipelining.
 const CHUNK_LINES: u64 = 64;
 
-type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
-
 /// Deliberate settings: an iteration is one command (tens of microseconds
 /// for a round trip), so three seconds still give 20 samples of thousands of
 /// commands each; the second of warm-up lets the connection, the topic
 /// lookups and the kernel's buffers settle. With criterion's analysis and
 /// plots the file takes about a minute.
-fn configure(group: &mut Group<'_>) {
-    group
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20);
-}
+const TIMING: Timing = Timing {
+    warm_up: Duration::from_secs(1),
+    measure: Duration::from_secs(3),
+    samples: 20,
+};
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -172,7 +170,7 @@ fn tcp_send(c: &mut Criterion) {
     let rt = runtime();
     let server = server();
     let mut group = c.benchmark_group("tcp_send");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     group.throughput(Throughput::Elements(1));
     let mut client = rt.block_on(Client::connect(server.addr()));
     let short = send_line("send", "hello");
@@ -210,7 +208,7 @@ fn tcp_subscribe(c: &mut Criterion) {
     let rt = runtime();
     let server = server();
     let mut group = c.benchmark_group("tcp_subscribe");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     group.throughput(Throughput::Elements(1));
     let mut client = rt.block_on(Client::connect(server.addr()));
     rt.block_on(async {
@@ -248,7 +246,7 @@ fn tcp_unsubscribe(c: &mut Criterion) {
     let rt = runtime();
     let server = server();
     let mut group = c.benchmark_group("tcp_unsubscribe");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     group.throughput(Throughput::Elements(1));
     let mut client = rt.block_on(Client::connect(server.addr()));
     group.bench_function("round_trip", |b| {
@@ -312,7 +310,7 @@ fn tcp_fan_out(c: &mut Criterion) {
     let rt = runtime();
     let server = server();
     let mut group = c.benchmark_group("tcp_fan_out");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     group.throughput(Throughput::Elements(FAN_OUT as u64));
     let mut fan_out = rt.block_on(FanOut::start(server.addr(), FAN_OUT));
     group.bench_function(BenchmarkId::from_parameter(FAN_OUT), |b| {

@@ -17,6 +17,9 @@
 //! first (waiting for it when there is none), so the publisher is held to
 //! the topic's pace.
 
+mod common;
+
+use common::Timing;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +28,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix::{Arbiter, System};
-use criterion::{
-    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mq_actix::config::{DEFAULT_CACHE_SIZE, DEFAULT_MAX_PENDING};
 use mq_actix::memory::Memory;
 use mq_actix::outbox::{ConnectionId, Outbox};
@@ -45,18 +46,15 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Round-robin width of the `delivery: "one"` benchmark.
 const ONE_OVER: usize = 10;
 
-type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
-
 /// Deliberate settings: one iteration is one message or command (a few
 /// microseconds at most), so two seconds give 30 samples of many thousands
 /// of iterations; with criterion's analysis and plots the file takes about
 /// a minute.
-fn configure(group: &mut Group<'_>) {
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
-}
+const TIMING: Timing = Timing {
+    warm_up: Duration::from_millis(500),
+    measure: Duration::from_secs(2),
+    samples: 30,
+};
 
 /// Lines written by a set of writers, with a wake-up for whoever waits.
 #[derive(Default)]
@@ -234,7 +232,7 @@ impl Fanout {
 
 fn send_all(c: &mut Criterion) {
     let mut group = c.benchmark_group("send_all");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     for subscribers in [1, 10, 100, 1000] {
         let system = System::new();
         let fanout = system.block_on(Fanout::start(subscribers));
@@ -250,7 +248,7 @@ fn send_all(c: &mut Criterion) {
 
 fn send_one(c: &mut Criterion) {
     let mut group = c.benchmark_group("send_one");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     group.throughput(Throughput::Elements(1));
     let system = System::new();
     let fanout = system.block_on(Fanout::start(ONE_OVER));
@@ -359,7 +357,7 @@ impl Subscriber {
 
 fn subscribe(c: &mut Criterion) {
     let mut group = c.benchmark_group("subscribe");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     group.throughput(Throughput::Elements(1));
     for (variant, replay) in [("replay_100", true), ("no_replay", false)] {
         let system = System::new();
@@ -373,7 +371,7 @@ fn subscribe(c: &mut Criterion) {
 
 fn unsubscribe(c: &mut Criterion) {
     let mut group = c.benchmark_group("unsubscribe");
-    configure(&mut group);
+    TIMING.apply(&mut group);
     group.throughput(Throughput::Elements(1));
     for subscribers in [1, 100] {
         let system = System::new();
