@@ -348,45 +348,52 @@ async fn a_deaf_publisher_is_cut_off_within_its_budget_in_real_memory() {
         "the deaf publisher's writes stalled instead of failing"
     );
     let grown = peak.saturating_sub(before);
+    // Each reply is counted with its queue slot, so the budget holds in real
+    // memory within the queue's own doubling and the allocator's slack;
+    // counting payload alone let it reach 5.4 times the budget.
     assert!(
-        grown < 3 * (BUDGET_MIB << 10),
+        grown < 4 * (BUDGET_MIB << 10),
         "grew {grown} KiB for a {BUDGET_MIB} MiB budget"
     );
 }
 
 /// Case 4: small cached messages sent next to huge uncached ones cost what
-/// they are, not the batch buffers they were written into.
+/// they are, not the batch buffers they were written into. Measured as the
+/// growth between a round where nothing is cached and one where each small
+/// message is, so the allocator's own retention cancels out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_cached_message_does_not_pin_its_batch() {
     const PAIRS: usize = 200;
     let server = Server::start_with(&["1000"]);
     let mut subscriber = TcpStream::connect(server.addr()).await.expect("connect");
     subscribe_raw(&mut subscriber, "pinned").await;
-    let before = server.rss_kib();
-
+    let mut publisher = Client::connect(server.addr()).await;
     let huge = "h".repeat(256 * 1024);
     let small = "s".repeat(100);
-    let mut publisher = Client::connect(server.addr()).await;
-    for _ in 0..PAIRS {
-        let mut pair = send_line("pinned", &small, "all");
-        pair.push('\n');
-        pair.push_str(&format!(
-            "{{\"command\": \"send\", \"topic\": \"pinned\", \"msg\": \"{huge}\", \"delivery\": \"all\", \"cache\": false}}\n"
-        ));
-        publisher.send_raw(pair.as_bytes()).await;
-        publisher.expect_ok().await;
-        publisher.expect_ok().await;
+
+    let mut after = Vec::new();
+    for cache_small in [false, true] {
+        for _ in 0..PAIRS {
+            let pair = format!(
+                "{{\"command\": \"send\", \"topic\": \"pinned\", \"msg\": \"{small}\", \"delivery\": \"all\", \"cache\": {cache_small}}}\n\
+                 {{\"command\": \"send\", \"topic\": \"pinned\", \"msg\": \"{huge}\", \"delivery\": \"all\", \"cache\": false}}\n"
+            );
+            publisher.send_raw(pair.as_bytes()).await;
+            publisher.expect_ok().await;
+            publisher.expect_ok().await;
+        }
+        let delivered = read_indexes_until_quiet(&mut subscriber, Duration::from_secs(1)).await;
+        assert_eq!(delivered.len(), 2 * PAIRS);
+        after.push(server.rss_kib());
     }
-    let delivered = read_indexes_until_quiet(&mut subscriber, Duration::from_secs(1)).await;
-    assert_eq!(delivered.len(), 2 * PAIRS);
-    // Let the allocator hand freed pages back before looking.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss_kib();
-    eprintln!("cache amplification: RSS {before} KiB before, {after} KiB after {PAIRS} pairs");
-    let grown = after.saturating_sub(before);
-    // Pinning would hold PAIRS x 256 KiB = 50 MiB; the allocator keeps
-    // some freed pages a while, so the bound leaves room for that.
-    assert!(grown < 32 * 1024, "grew {grown} KiB");
+    eprintln!(
+        "cache amplification: RSS {} KiB after {PAIRS} uncached pairs, {} KiB after {PAIRS} more with the small one cached",
+        after[0], after[1]
+    );
+    let grown = after[1].saturating_sub(after[0]);
+    // Pinning would hold PAIRS x 256 KiB = 50 MiB more; owned copies hold
+    // PAIRS x about 200 bytes.
+    assert!(grown < 16 * 1024, "grew {grown} KiB");
 }
 
 /// An unfinished line is bounded in time: its connection is closed after
