@@ -84,6 +84,22 @@ pub const ABANDON_GRACE: Duration = Duration::from_secs(1);
 /// cutting it would free almost nothing.
 pub const RELIEVE_MIN_PENDING: usize = PACE_BYTES;
 
+/// `--data-dir`: indexes a topic reserves on disk at a time. A topic hands
+/// out only indexes below a lease that a synced commit holds, so a crash
+/// can never make it hand one out twice; the price is a gap of at most this
+/// many indexes after a crash (none after a graceful stop), and one synced
+/// commit per topic per this many sends, asked for half a lease ahead so a
+/// busy topic never waits for it.
+pub const LEASE: u64 = 1 << 16;
+/// `--fsync batch`: the longest a commit stays unsynced, as Redis's
+/// `appendfsync everysec` but tighter: what a power loss or a kill -9 may
+/// take back.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// `--fsync never`: redb reuses the space of removed messages only after a
+/// synced commit, so even this mode syncs now and then to keep the file the
+/// size of the caches.
+pub const LAZY_SYNC_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Everything a broker needs besides its listening socket.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -16,6 +16,8 @@
 //!   and the credit that paces its publishers.
 //! - `subscribers`: the round-robin list behind `delivery: "one"`.
 //! - [`memory`]: the broker-wide memory budget (`--max-memory`).
+//! - [`store`]: what a topic keeps besides memory: nothing by default, a
+//!   redb file with `--data-dir` (`store::disk`).
 //! - [`shutdown`]: the phases of a graceful stop.
 //! - [`config`] (every setting and limit), [`stats`]: settings and counters
 //!   of a running broker; [`units`]: sizes with units on the command line.
@@ -32,6 +34,7 @@ pub mod server;
 mod session;
 pub mod shutdown;
 pub mod stats;
+pub mod store;
 mod subscribers;
 #[cfg(feature = "testing")]
 pub mod testing;

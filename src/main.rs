@@ -1,5 +1,6 @@
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 use mq_actix::config::{self, Config, Limits};
 use mq_actix::server::{self, Broker};
 use mq_actix::shutdown::Outcome;
+use mq_actix::store::{Disk, Fsync, Persistence};
 use mq_actix::units::parse_byte_size;
 
 /// Exit status when the shutdown deadline passed with acknowledged lines
@@ -84,6 +86,15 @@ struct Cli {
         default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64()
     )]
     shutdown_timeout: f64,
+    /// Keep every topic's counter and cache in DIR, so a restart (or a
+    /// crash) resumes them; without it everything lives in memory only.
+    #[arg(long, env = "MQ_ACTIX_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// With --data-dir: when a send reaches the disk. always: acknowledged
+    /// only once synced; batch: synced every 100 ms; never: synced only when
+    /// needed (see the README's "Persistence").
+    #[arg(long, env = "MQ_ACTIX_FSYNC", value_enum, default_value_t = Fsync::Always)]
+    fsync: Fsync,
     /// How log lines on stderr are written: for people, or one JSON object
     /// per line for a log collector.
     #[arg(long, env = "MQ_ACTIX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -140,6 +151,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let store = match &cli.data_dir {
+        None => None,
+        Some(dir) => {
+            let persistence = Persistence {
+                dir: dir.clone(),
+                fsync: cli.fsync,
+            };
+            match Disk::open(&persistence) {
+                Ok(opened) => Some(opened),
+                Err(error) => {
+                    eprintln!("mq-actix: {error}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
     server::raise_fd_limit(config.limits.max_connections as u64 + 64);
     let local = listener.local_addr().unwrap_or(addr);
     if !local.ip().is_loopback() {
@@ -152,7 +179,7 @@ fn main() -> ExitCode {
 
     let system = System::new();
     let broker = system.block_on(async {
-        let broker = Broker::start(&config);
+        let broker = Broker::start_with_store(&config, store);
         broker.serve(listener).map(|()| broker)
     });
     let broker = match broker {

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix::{Actor, Addr, ArbiterHandle, Context, Handler, Message, MessageResult};
+use actix::{Actor, Addr, ArbiterHandle, Context, Handler, Message, MessageResult, ResponseFuture};
 
 use crate::directory;
 use crate::memory::Memory;
+use crate::store::{Opened, Recovered, Store};
 use crate::topic::{TopicActor, TopicHandle};
 
 /// The handle of the topic named, created if this is its first mention,
@@ -31,6 +32,13 @@ pub struct Lookup {
 #[rtype(result = "Vec<(Arc<str>, Addr<TopicActor>)>")]
 pub struct ListTopics;
 
+/// Resolves once everything the topics handed to the store so far is
+/// synced to disk (at once without `--data-dir`); graceful shutdown sends it
+/// after every topic's `Flush`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SyncStore;
+
 /// Owns the name → topic map; the only place topics are created, so a name
 /// never gets two actors.
 pub struct Registry {
@@ -39,15 +47,24 @@ pub struct Registry {
     workers: Vec<ArbiterHandle>,
     cache_size: usize,
     memory: Arc<Memory>,
+    /// `--data-dir`: the disk thread, and the topics stored there that no
+    /// command has named yet (each is started, with its state, on first use).
+    store: Option<Opened>,
 }
 
 impl Registry {
-    pub fn new(workers: Vec<ArbiterHandle>, cache_size: usize, memory: Arc<Memory>) -> Self {
+    pub fn new(
+        workers: Vec<ArbiterHandle>,
+        cache_size: usize,
+        memory: Arc<Memory>,
+        store: Option<Opened>,
+    ) -> Self {
         Registry {
             topics: HashMap::new(),
             workers,
             cache_size,
             memory,
+            store,
         }
     }
 }
@@ -64,7 +81,15 @@ impl Handler<Lookup> for Registry {
             return MessageResult((name.clone(), topic.clone()));
         }
         let name: Arc<str> = lookup.name.into();
-        let topic = TopicActor::new(name.clone(), self.cache_size, self.memory.clone());
+        let topic = match &mut self.store {
+            None => TopicActor::new(name.clone(), self.cache_size, self.memory.clone()),
+            Some(opened) => {
+                let recovered: Recovered = opened.recovered.remove(&*name).unwrap_or_default();
+                let store = Store::disk(name.clone(), opened.disk.clone(), recovered.resume);
+                let (cache_size, memory) = (self.cache_size, self.memory.clone());
+                TopicActor::with_store(name.clone(), cache_size, memory, store, recovered)
+            }
+        };
         let topic = topic.start_in(&lookup.worker);
         // Every worker learns the new handle now, so sessions elsewhere find
         // it in their own directory instead of asking here.
@@ -87,5 +112,18 @@ impl Handler<ListTopics> for Registry {
                 .map(|(name, topic)| (name.clone(), topic.addr().clone()))
                 .collect(),
         )
+    }
+}
+
+impl Handler<SyncStore> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: SyncStore, _: &mut Self::Context) -> Self::Result {
+        let synced = self.store.as_ref().map(|opened| opened.disk.sync());
+        Box::pin(async move {
+            if let Some(synced) = synced {
+                let _ = synced.await;
+            }
+        })
     }
 }

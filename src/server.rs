@@ -21,6 +21,7 @@ use crate::registry::Registry;
 use crate::session::{self, SessionActor};
 use crate::shutdown::{Outcome, Shutdown};
 use crate::stats::Stats;
+use crate::store;
 
 /// Binds a listening socket without needing a runtime, so the address (and a
 /// port-in-use error) is known before anything starts.
@@ -56,10 +57,15 @@ pub struct Broker {
 impl Broker {
     /// Starts the worker threads and the registry. Must run inside a System.
     pub fn start(config: &Config) -> Broker {
+        Broker::start_with_store(config, None)
+    }
+
+    /// As [`Broker::start`], with topics kept in `store` too (`--data-dir`).
+    pub fn start_with_store(config: &Config, store: Option<store::Opened>) -> Broker {
         let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
         let memory = Memory::new(config.limits.max_memory);
-        let registry = Registry::new(handles, config.cache_size, memory.clone()).start();
+        let registry = Registry::new(handles, config.cache_size, memory.clone(), store).start();
         Broker {
             workers,
             shared: session::Shared {

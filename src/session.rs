@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use futures_util::future::join_all;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -112,7 +113,21 @@ struct Handover {
     order: Vec<usize>,
     /// Whether each batch, in order, reached its topic.
     reached: Vec<bool>,
+    /// `--fsync always`: the batches (by position) still to be committed.
+    commits: Vec<(usize, tokio::sync::oneshot::Receiver<()>)>,
     then: Then,
+}
+
+impl Handover {
+    fn deliver(&mut self, topic: &TopicHandle, publishes: Vec<Publish>, credit: topic::Credit) {
+        let reached = deliver(topic, publishes, credit);
+        if reached && topic.acks_after_commit() {
+            let (done, committed) = tokio::sync::oneshot::channel();
+            topic.addr().do_send(topic::WhenCommitted(done));
+            self.commits.push((self.reached.len(), committed));
+        }
+        self.reached.push(reached);
+    }
 }
 
 /// What comes after the pending sends: whatever must not overtake them.
@@ -269,6 +284,7 @@ impl SessionActor {
         }
         let handover = Handover {
             reached: Vec::with_capacity(sends.batches.len()),
+            commits: Vec::new(),
             batches: sends.batches.into(),
             order: sends.order,
             then,
@@ -280,15 +296,32 @@ impl SessionActor {
         while let Some((topic, publishes)) = handover.batches.pop_front() {
             let bytes = publishes.iter().map(Publish::bytes).sum();
             if let Some(credit) = topic.try_credit(bytes, &self.shared.memory) {
-                handover.reached.push(deliver(&topic, publishes, credit));
+                handover.deliver(&topic, publishes, credit);
                 continue;
             }
             // The topic is full: read nothing more from this client until
             // it has room, which is what slows a flooding publisher down.
             let credit = topic.credit(bytes, self.shared.memory.clone());
             ctx.wait(credit.into_actor(self).map(move |credit, session, ctx| {
-                let reached = credit.is_some_and(|credit| deliver(&topic, publishes, credit));
-                handover.reached.push(reached);
+                match credit {
+                    Some(credit) => handover.deliver(&topic, publishes, credit),
+                    None => handover.reached.push(false),
+                }
+                session.hand_over(handover, ctx);
+            }));
+            return;
+        }
+        if !handover.commits.is_empty() {
+            // `--fsync always`: the sends are acknowledged once on disk.
+            let commits = join_all(
+                std::mem::take(&mut handover.commits)
+                    .into_iter()
+                    .map(|(batch, committed)| async move { (batch, committed.await.is_ok()) }),
+            );
+            ctx.wait(commits.into_actor(self).map(move |commits, session, ctx| {
+                for (batch, committed) in commits {
+                    handover.reached[batch] &= committed;
+                }
                 session.hand_over(handover, ctx);
             }));
             return;

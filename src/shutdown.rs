@@ -5,7 +5,7 @@
 //! 1. *draining*: the listener closes and every session stops reading, so no
 //!    new command is acknowledged; then each topic handles what is already in
 //!    its mailbox, which puts every acknowledged message into its
-//!    subscribers' outboxes;
+//!    subscribers' outboxes, and with `--data-dir` the store is synced;
 //! 2. *closing*: every session ends, its writer flushes the outbox and closes
 //!    the socket; shutdown waits until every session and writer is gone
 //!    (a `TaskTracker`, not a poll);
@@ -24,7 +24,7 @@ use tokio_util::task::task_tracker::{TaskTrackerToken, TrackedFuture};
 use tokio_util::task::TaskTracker;
 
 use crate::config::ABANDON_GRACE;
-use crate::registry::{ListTopics, Registry};
+use crate::registry::{ListTopics, Registry, SyncStore};
 use crate::topic::Flush;
 
 /// The phase signals and the tracker, shared by the acceptor, every session
@@ -96,6 +96,8 @@ impl Shutdown {
             if let Ok(topics) = registry.send(ListTopics).await {
                 join_all(topics.iter().map(|(_, topic)| topic.send(Flush))).await;
             }
+            // Every topic has handed its last changes to the store.
+            let _ = registry.send(SyncStore).await;
             self.closing.cancel();
             self.tracker.close();
             self.tracker.wait().await;

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use actix::{
     Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient,
-    SpawnHandle,
+    ResponseFuture, SpawnHandle, WrapFuture,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -35,6 +35,7 @@ use crate::config::{MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
 use crate::memory::Memory;
 use crate::outbox::{Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver};
 use crate::protocol::{Delivery, DeliveryTemplate, OK};
+use crate::store::{Committed, Recovered, Store};
 use crate::subscribers::{Gone, RoundRobin};
 
 /// What sessions hold of a topic: its address and its credit. One
@@ -48,11 +49,18 @@ pub struct TopicHandle(Arc<HandleParts>);
 struct HandleParts {
     addr: Addr<TopicActor>,
     credit: Arc<Semaphore>,
+    acks_after_commit: bool,
 }
 
 impl TopicHandle {
     pub fn addr(&self) -> &Addr<TopicActor> {
         &self.0.addr
+    }
+
+    /// Whether a `send` to this topic is acknowledged only once committed
+    /// (`--fsync always`): the session then asks with [`WhenCommitted`].
+    pub fn acks_after_commit(&self) -> bool {
+        self.0.acks_after_commit
     }
 
     /// Whether both handles are of one topic.
@@ -151,10 +159,18 @@ pub struct PublishBatch {
     pub credit: Credit,
 }
 
+/// Sent right after a [`PublishBatch`] when the topic
+/// [acks after commit](TopicHandle::acks_after_commit): fired once the
+/// batch's messages are committed, so the session can acknowledge them.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WhenCommitted(pub Committed);
+
 /// Makes a connection a subscriber. The topic itself queues the
 /// `{"success": true}` reply and then the replay on the subscriber's outbox,
 /// so no live message can overtake either; the session waits for this
-/// message to be handled before it answers anything else.
+/// message to be handled (with `--data-dir`, until a replayed `one` message
+/// is durably consumed and sent) before it answers anything else.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Subscribe {
@@ -223,6 +239,11 @@ pub struct TopicActor {
     redeliver: Option<Recipient<Redeliver>>,
     /// Where caught-up subscribers report, made once first needed.
     caught_up: Option<Recipient<CaughtUp>>,
+    /// What the topic keeps besides memory (see `store`).
+    store: Store,
+    /// A commit of the store's pending changes will run once the mailbox
+    /// is drained.
+    commit_scheduled: bool,
 }
 
 /// `delivery: "all"` lines not yet handed to the subscribers.
@@ -296,14 +317,41 @@ impl TopicActor {
             pace: Pacing::default(),
             redeliver: None,
             caught_up: None,
+            store: Store::Memory,
+            commit_scheduled: false,
         }
+    }
+
+    /// A topic kept in `store` too, resuming from what it held (a
+    /// `Recovered::default()` for a new topic). Messages beyond today's
+    /// cache size are evicted, on disk too.
+    pub fn with_store(
+        name: Arc<str>,
+        cache_size: usize,
+        memory: Arc<Memory>,
+        store: Store,
+        recovered: Recovered,
+    ) -> Self {
+        let mut topic = TopicActor::new(name, cache_size, memory);
+        topic.store = store;
+        topic.next_index = recovered.resume;
+        for (index, line, one) in recovered.cached {
+            if cache_size == 0 {
+                topic.store.remove(index, false);
+            } else {
+                topic.cache_add(index, line, one);
+            }
+        }
+        topic
     }
 
     /// Starts the topic on `worker`'s thread, with a full credit.
     pub fn start_in(self, worker: &ArbiterHandle) -> TopicHandle {
+        let acks_after_commit = self.store.acks_after_commit();
         TopicHandle(Arc::new(HandleParts {
             addr: TopicActor::start_in_arbiter(worker, move |_| self),
             credit: Arc::new(Semaphore::new(TOPIC_CREDIT)),
+            acks_after_commit,
         }))
     }
 
@@ -341,11 +389,19 @@ impl TopicActor {
         Some(pace)
     }
 
-    /// Keeps at most `cache_size` messages in index order, evicting the oldest.
+    /// Keeps at most `cache_size` messages in index order, evicting the
+    /// oldest, and tells the store.
     fn cache_insert(&mut self, index: u64, line: Bytes, one: bool) {
         if self.cache_size == 0 {
             return;
         }
+        self.store.put(index, &line, one);
+        self.cache_add(index, line, one);
+    }
+
+    /// Caches a message the store already holds; only an eviction is news
+    /// to the store.
+    fn cache_add(&mut self, index: u64, line: Bytes, one: bool) {
         let at = self.cache.partition_point(|c| c.index < index);
         let cached = Cached { index, line, one };
         let mut bytes = self.cache_bytes + cached.cost();
@@ -353,13 +409,16 @@ impl TopicActor {
         if self.cache.len() > self.cache_size {
             if let Some(evicted) = self.cache.pop_front() {
                 bytes -= evicted.cost();
+                self.store.remove(evicted.index, false);
             }
         }
         self.memory.set(&mut self.cache_bytes, bytes);
     }
 
+    /// Removes a consumed `one` message, for good.
     fn cache_remove(&mut self, i: usize) {
         if let Some(removed) = self.cache.remove(i) {
+            self.store.remove(removed.index, true);
             let bytes = self.cache_bytes - removed.cost();
             self.memory.set(&mut self.cache_bytes, bytes);
         }
@@ -381,6 +440,24 @@ impl TopicActor {
             self.pace.owed.clear();
             self.pace.held.clear();
         }
+        self.store.commit();
+    }
+
+    /// Makes sure what the store was told in this turn is committed once
+    /// every message already queued has been handled: one request per turn,
+    /// however many messages the turn handled.
+    fn schedule_commit(&mut self, ctx: &mut Context<Self>) {
+        if self.commit_scheduled || !self.store.has_pending() {
+            return;
+        }
+        self.commit_scheduled = true;
+        ctx.spawn(actix::fut::ready(()).map(|(), topic: &mut Self, _| {
+            topic.commit_scheduled = false;
+            // The batch's lines must be cached (and so told to the store)
+            // before anyone waiting for this commit is told it is done.
+            topic.flush();
+            topic.store.commit();
+        }));
     }
 
     fn pace_now(&self) -> Pace {
@@ -494,8 +571,10 @@ impl TopicActor {
 impl Actor for TopicActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(topic = %self.name, "topic created");
+        // Evictions of what the store held beyond today's cache size.
+        self.schedule_commit(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -507,18 +586,98 @@ impl Handler<PublishBatch> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, batch: PublishBatch, ctx: &mut Self::Context) {
+        let count = u64::try_from(batch.publishes.len()).unwrap_or(u64::MAX);
+        if let Some(leased) = self.store.reserve(self.next_index.saturating_add(count)) {
+            // No index may be handed out before a crash could no longer
+            // hand it out again: nothing else happens to the topic until
+            // the longer lease is on disk.
+            ctx.wait(
+                leased
+                    .into_actor(self)
+                    .map(move |_, topic, ctx| topic.publish_batch(batch, ctx)),
+            );
+            return;
+        }
+        self.publish_batch(batch, ctx);
+    }
+}
+
+impl TopicActor {
+    fn publish_batch(&mut self, batch: PublishBatch, ctx: &mut Context<Self>) {
         for msg in batch.publishes {
             self.publish(msg, ctx);
         }
         self.pace.owed.push(batch.credit);
         self.schedule_settle(ctx);
     }
+
+    /// Whether replaying `from..below` consumes a `one` message.
+    fn consumes_one(&self, from: u64, below: u64) -> bool {
+        let start = self.cache.partition_point(|c| c.index < from);
+        self.cache
+            .range(start..)
+            .take_while(|c| c.index < below)
+            .any(|c| c.one)
+    }
+
+    /// Takes the replay of `from..below` out of the cache: its `one`
+    /// messages are removed now, the rest copied.
+    fn take_replay(&mut self, from: u64, below: u64) -> Vec<(u64, Bytes, bool)> {
+        let mut taken = Vec::new();
+        let mut i = self.cache.partition_point(|c| c.index < from);
+        while i < self.cache.len() && self.cache[i].index < below {
+            let cached = &self.cache[i];
+            taken.push((cached.index, cached.line.clone(), cached.one));
+            if cached.one {
+                self.cache_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        taken
+    }
+
+    /// Sends a replay taken out of the cache; if the subscriber is gone
+    /// first, its `one` messages go back into the cache for the next one.
+    fn send_taken(&mut self, outbox: &Outbox, taken: Vec<(u64, Bytes, bool)>) {
+        let mut gone = false;
+        for (index, line, one) in taken {
+            gone = gone || outbox.push(Outgoing::Line(line.clone())).is_err();
+            if gone && one {
+                self.cache_insert(index, line, true);
+            }
+        }
+    }
+
+    fn join(&mut self, outbox: Outbox, covered_from: u64) {
+        let connection = outbox.id();
+        match self.subscribers.position(|s| s.outbox.id() == connection) {
+            Some(i) => {
+                if let Some(sub) = self.subscribers.get_mut(i) {
+                    sub.covered_from = covered_from;
+                }
+            }
+            None => self.subscribers.push(Subscriber {
+                outbox,
+                covered_from,
+            }),
+        }
+    }
+}
+
+impl Handler<WhenCommitted> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WhenCommitted, ctx: &mut Self::Context) {
+        self.store.notify(msg.0);
+        self.schedule_commit(ctx);
+    }
 }
 
 impl Handler<Subscribe> for TopicActor {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
         self.flush();
         msg.outbox.reply(Bytes::from_static(OK));
         let connection = msg.outbox.id();
@@ -531,6 +690,9 @@ impl Handler<Subscribe> for TopicActor {
         if msg.replay {
             let from = u64::try_from(msg.last_seen.saturating_add(1)).unwrap_or(0);
             if from < covered_from {
+                if self.store.is_disk() && self.consumes_one(from, covered_from) {
+                    return self.replay_durably(msg.outbox, from, covered_from, ctx);
+                }
                 self.replay(&msg.outbox, from, covered_from);
                 now_covered = from;
             }
@@ -542,6 +704,37 @@ impl Handler<Subscribe> for TopicActor {
                 covered_from: now_covered,
             }),
         }
+        Box::pin(std::future::ready(()))
+    }
+}
+
+impl TopicActor {
+    /// A replay that consumes `one` messages, with `--data-dir`: they are
+    /// sent only once their removal is on disk, so none can come back after
+    /// a crash. Until then the topic handles nothing else, so no live
+    /// message overtakes the replay; the session waits too, so no later
+    /// reply of its overtakes it either.
+    fn replay_durably(
+        &mut self,
+        outbox: Outbox,
+        from: u64,
+        below: u64,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<()> {
+        let taken = self.take_replay(from, below);
+        let (consumed, removed) = tokio::sync::oneshot::channel();
+        self.store.notify(consumed);
+        self.store.commit();
+        let (replayed, done) = tokio::sync::oneshot::channel::<()>();
+        ctx.wait(removed.into_actor(self).map(move |_, topic, ctx| {
+            topic.send_taken(&outbox, taken);
+            topic.join(outbox, from);
+            topic.schedule_commit(ctx);
+            let _ = replayed.send(());
+        }));
+        Box::pin(async move {
+            let _ = done.await;
+        })
     }
 }
 
@@ -552,6 +745,7 @@ impl Handler<Unsubscribe> for TopicActor {
         self.flush();
         self.subscribers.retain(|s| s.outbox.id() != msg.connection);
         self.repace(ctx);
+        self.schedule_commit(ctx);
     }
 }
 
@@ -561,6 +755,7 @@ impl Handler<Redeliver> for TopicActor {
     fn handle(&mut self, msg: Redeliver, ctx: &mut Self::Context) {
         self.flush();
         self.send_one(msg.index, msg.line, msg.cache, ctx);
+        self.schedule_commit(ctx);
     }
 }
 
@@ -577,6 +772,9 @@ impl Handler<Flush> for TopicActor {
 
     fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
         self.flush();
+        // Resume exactly here after the stop, with no gap.
+        self.store.close(self.next_index);
+        self.store.commit();
         self.pace.draining = true;
         self.pace.owed.clear();
         self.pace.held.clear();
