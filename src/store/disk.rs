@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, DatabaseError, Durability, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, Durability, ReadableTable, StorageError, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{Committed, Fsync, Op, Persistence};
@@ -29,6 +29,10 @@ use crate::config::{LAZY_SYNC_INTERVAL, SYNC_INTERVAL};
 
 /// The file inside `--data-dir`.
 pub const FILE_NAME: &str = "mq-actix.redb";
+/// Left beside the file when redb had to roll it back to an earlier commit,
+/// so that no later start takes that older state (and its older index
+/// leases) without an operator saying so.
+pub const DAMAGED_MARKER: &str = "mq-actix.damaged";
 
 const TOPICS: TableDefinition<&str, u64> = TableDefinition::new("topics");
 const MESSAGES: TableDefinition<(&str, u64), (bool, &[u8])> = TableDefinition::new("messages");
@@ -100,20 +104,34 @@ impl Disk {
             ))
         })?;
         let path = dir.join(FILE_NAME);
-        let mut db = Database::create(&path).map_err(|error| open_error(&path, error))?;
-        let damaged = || {
-            OpenError(format!(
-                "{} is damaged (a page failed its checksum); restore it from a backup or move it away to start empty",
-                path.display()
-            ))
-        };
-        match db.check_integrity() {
-            Ok(true) => {}
-            Ok(false) => return Err(damaged()),
-            Err(error) => return Err(open_error(&path, error)),
+        let marker = dir.join(DAMAGED_MARKER);
+        if marker.exists() {
+            return Err(OpenError(format!(
+                "{} was damaged and redb rolled it back to an earlier commit, which may hand out indexes again; \
+                 move the directory away to start empty, or delete {} to accept the rollback",
+                path.display(),
+                marker.display()
+            )));
         }
-        let recovered = load(&db)
-            .map_err(|error| OpenError(format!("cannot read {}: {error}", path.display())))?;
+        let (db, recovered) = without_panics(&path, || {
+            let mut db = Database::create(&path).map_err(|error| open_error(&path, error))?;
+            match db.check_integrity() {
+                Ok(true) => {}
+                Ok(false) => {
+                    // redb has already committed the rollback: the marker
+                    // keeps the next start from taking it silently.
+                    let _ = std::fs::write(&marker, b"");
+                    return Err(OpenError(format!(
+                        "{} is damaged (a page failed its checksum); restore it from a backup or move the directory away to start empty",
+                        path.display()
+                    )));
+                }
+                Err(error) => return Err(open_error(&path, error)),
+            }
+            let recovered = load(&db)
+                .map_err(|error| OpenError(format!("cannot read {}: {error}", path.display())))?;
+            Ok((db, recovered))
+        })?;
         let (requests, incoming) = mpsc::channel();
         let fsync = persistence.fsync;
         std::thread::Builder::new()
@@ -146,10 +164,38 @@ impl Disk {
     }
 }
 
+/// redb asserts (panics) on some damage, such as a file cut short. At start
+/// that is bad state on disk like any other: the panic is caught, its
+/// message kept for the one-line error instead of printed with a backtrace.
+fn without_panics<T>(
+    path: &Path,
+    open: impl FnOnce() -> Result<T, OpenError>,
+) -> Result<T, OpenError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
+    std::panic::set_hook(hook);
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(OpenError(format!(
+            "{} is damaged or cut short (redb: {what}); restore it from a backup or move the directory away to start empty",
+            path.display()
+        )))
+    })
+}
+
 fn open_error(path: &Path, error: DatabaseError) -> OpenError {
     match error {
         DatabaseError::DatabaseAlreadyOpen => OpenError(format!(
             "{} is in use by another mq-actix (one data directory per server)",
+            path.display()
+        )),
+        DatabaseError::Storage(StorageError::Corrupted(what)) => OpenError(format!(
+            "{} is damaged ({what}); restore it from a backup or move the directory away to start empty",
             path.display()
         )),
         error => OpenError(format!("cannot open {}: {error}", path.display())),

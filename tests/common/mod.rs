@@ -403,3 +403,58 @@ pub fn send_line(topic: &str, msg: &str, delivery: &str) -> String {
 pub fn delivered(topic: &str, msg: &str, delivery: &str, index: u64) -> Value {
     json!({"command": "send", "topic": topic, "msg": msg, "delivery": delivery, "index": index})
 }
+
+/// A directory of one test's own under the system's temp dir, removed when
+/// dropped; for `--data-dir`.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "mq-actix-test-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("temp dir paths are UTF-8")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Server {
+    /// The server keeping its topics in `dir`; `args` follow the port, then
+    /// `--data-dir DIR`. Starting it again on the same `dir` is a restart.
+    pub fn start_with_dir(dir: &TempDir, args: &[&str]) -> Server {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", dir.arg()]);
+        Server::start_with(&all)
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit cleanly.
+    pub async fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.exit_status(WAIT).await;
+        assert!(status.success(), "graceful stop failed: {status}");
+    }
+
+    /// Kills the server with SIGKILL (a crash) and waits until it is gone.
+    pub async fn crash(mut self) {
+        self.signal("KILL");
+        self.exit_status(WAIT).await;
+    }
+}
