@@ -75,6 +75,8 @@ pub struct Recovered {
 #[derive(Debug)]
 pub struct Opened {
     pub disk: Disk,
+    /// Every topic the file holds, by name: the registry starts each with
+    /// its state when a command first names it.
     pub recovered: HashMap<Box<str>, Recovered>,
 }
 
@@ -354,4 +356,17 @@ fn commit(db: &Database, jobs: &[Job], sync: bool) -> Result<(), Box<redb::Error
     }
     txn.commit().map_err(boxed)?;
     Ok(())
+}
+
+#[cfg(test)]
+impl Disk {
+    /// A disk with no thread: the test takes the jobs itself.
+    pub(crate) fn detached(fsync: Fsync) -> (Disk, impl Fn() -> Option<Job>) {
+        let (requests, incoming) = mpsc::channel();
+        let next_job = move || match incoming.try_recv() {
+            Ok(Request::Job(job)) => Some(job),
+            _ => None,
+        };
+        (Disk { requests, fsync }, next_job)
+    }
 }

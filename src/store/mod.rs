@@ -51,6 +51,7 @@ pub enum Fsync {
 /// Where `--data-dir` keeps its state and how often it syncs.
 #[derive(Debug, Clone)]
 pub struct Persistence {
+    /// Created if missing; holds one redb file, locked while a broker runs.
     pub dir: PathBuf,
     pub fsync: Fsync,
 }
@@ -73,7 +74,9 @@ pub enum Op {
 /// A topic's side of the seam; see the module documentation.
 #[derive(Debug)]
 pub enum Store {
+    /// Nothing besides memory: the default, and the fast path.
     Memory,
+    /// `--data-dir`: changes go to the disk thread.
     Disk(DiskTopic),
 }
 
@@ -217,5 +220,74 @@ impl Store {
             must_sync: std::mem::take(&mut topic.must_sync),
             lease,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic() -> (Store, impl Fn() -> Option<disk::Job>) {
+        let (disk, next_job) = Disk::detached(Fsync::Batch);
+        (Store::disk("t".into(), disk, 0), next_job)
+    }
+
+    /// What the disk thread does once a job's synced commit is done.
+    fn complete(job: disk::Job) {
+        if let Some((lease, durable)) = job.lease {
+            durable.store(lease, Ordering::Release);
+        }
+        for done in job.waiters {
+            let _ = done.send(());
+        }
+    }
+
+    #[test]
+    fn memory_never_waits_and_never_records() {
+        let mut store = Store::Memory;
+        assert!(store.reserve(u64::MAX).is_none());
+        store.put(0, &Bytes::from_static(b"x"), false);
+        assert!(!store.has_pending());
+    }
+
+    #[test]
+    fn no_index_is_handed_out_before_its_lease_is_durable() {
+        let (mut store, next_job) = topic();
+        let mut wait = store.reserve(10).expect("a new topic has no lease yet");
+        let job = next_job().expect("the lease is submitted at once");
+        assert!(job.must_sync);
+        assert!(matches!(job.ops[..], [Op::Lease(lease)] if lease == 10 + LEASE));
+        assert!(wait.try_recv().is_err(), "not before the commit");
+        complete(job);
+        assert!(wait.try_recv().is_ok());
+        assert!(store.reserve(10 + LEASE / 2).is_none());
+        assert!(!store.has_pending(), "no new lease while half is left");
+    }
+
+    #[test]
+    fn a_longer_lease_is_asked_for_half_a_lease_ahead() {
+        let (mut store, next_job) = topic();
+        store.reserve(1);
+        complete(next_job().expect("first lease"));
+        assert!(store.reserve(2 + LEASE / 2).is_none(), "still covered");
+        assert!(store.has_pending(), "the next lease rides on the next commit");
+        store.commit();
+        let job = next_job().expect("the next lease");
+        assert!(job.must_sync);
+        assert_eq!(job.lease.as_ref().map(|l| l.0), Some(2 + LEASE / 2 + LEASE));
+    }
+
+    #[test]
+    fn after_a_graceful_stop_the_lease_ends_at_the_counter() {
+        let (mut store, next_job) = topic();
+        store.reserve(1);
+        complete(next_job().expect("first lease"));
+        store.close(5);
+        store.commit();
+        let job = next_job().expect("the cut-back lease");
+        assert!(matches!(job.ops[..], [Op::Lease(5)]));
+        // Until a new lease is durable, index 5 is not handed out, even
+        // though the disk thread has not yet written the cut-back.
+        assert!(store.reserve(6).is_some());
     }
 }
