@@ -5,7 +5,8 @@
 //! out of time. The server is the real binary as a child process, so its
 //! memory is its own.
 //!
-//! `STRESS_SECS` lengthens the slow-reader run; run these with `--release`
+//! `STRESS_SECS` lengthens the slow-reader run and `PARTIAL_CONNS` raises
+//! the number of unfinished lines; run these with `--release`
 //! and `--nocapture` for the figures quoted in docs/ROBUSTNESS.md.
 
 mod common;
@@ -500,4 +501,102 @@ async fn a_shutdown_deadline_with_undelivered_messages_exits_3_and_says_how_many
         "log: {log}"
     );
     drop(stalled);
+}
+
+/// Case 5, partial lines: bytes held in unfinished lines count toward
+/// `--max-memory` (sends are refused while they fill it) and are given back
+/// when `--line-timeout` closes their connections. `PARTIAL_CONNS` raises
+/// the number of 1 MB partial lines (docs/ROBUSTNESS.md quotes 1,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_lines_count_toward_max_memory_until_the_line_timeout() {
+    let connections: usize = std::env::var("PARTIAL_CONNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    // Below what the partial lines hold, so they alone reach it.
+    let limit = connections * 1_000_000 / 2;
+    let server = Server::start_with(&["--max-memory", &limit.to_string(), "--line-timeout", "3"]);
+    let before = server.rss_kib();
+    let mut partial = Vec::new();
+    for _ in 0..connections {
+        let mut client = TcpStream::connect(server.addr()).await.expect("connect");
+        client
+            .write_all(&vec![b'p'; 1_000_000])
+            .await
+            .expect("write a partial line");
+        partial.push(client);
+    }
+    let mut publisher = Client::connect(server.addr()).await;
+    let line = send_line("partial", "m", "all");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher.send(&line).await;
+        let reply = publisher.recv().await;
+        if reply["success"] == Value::Bool(false) {
+            assert_eq!(
+                reply,
+                serde_json::json!({"success": false, "reason": "Server out of memory"})
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{connections} MB of partial lines never reached a {limit}-byte --max-memory"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = server.rss_kib();
+    for client in &mut partial {
+        let mut byte = [0u8; 1];
+        let read = timeout(WAIT, client.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a partial line outlived --line-timeout: {read:?}"
+        );
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher.send(&line).await;
+        if publisher.recv().await["success"] == Value::Bool(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sends were refused after the partial lines were closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "partial lines: RSS {before} KiB before, {held} KiB holding {connections} x 1 MB, {} KiB after the line timeout",
+        server.rss_kib()
+    );
+}
+
+/// Case 5, topics: a topic with no subscriber and nothing cached costs
+/// little, however many there are. The figure is printed for
+/// docs/ROBUSTNESS.md; the bound fails on a topic that reserves a cache
+/// buffer up front (7.3 KB each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_topic_costs_little() {
+    const TOPICS: usize = 20_000;
+    let server = Server::start();
+    let mut publisher = Client::connect(server.addr()).await;
+    publisher.subscribe("warm-up").await;
+    let before = server.rss_kib();
+    for chunk in (0..TOPICS).collect::<Vec<_>>().chunks(1_000) {
+        let mut sends = String::new();
+        for i in chunk {
+            sends.push_str(&format!(
+                "{{\"command\": \"send\", \"topic\": \"empty-topic-{i:06}\", \"msg\": \"x\", \"delivery\": \"all\", \"cache\": false}}\n"
+            ));
+        }
+        publisher.send_raw(sends.as_bytes()).await;
+        for _ in chunk {
+            publisher.expect_ok().await;
+        }
+    }
+    let after = server.rss_kib();
+    let per_topic = (after.saturating_sub(before) << 10) / TOPICS as u64;
+    eprintln!("empty topics: RSS {before} KiB before, {after} KiB after {TOPICS} topics: {per_topic} bytes each");
+    assert!(per_topic < 3_072, "{per_topic} bytes per empty topic");
 }
