@@ -52,8 +52,20 @@ pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 /// Initial read buffer per connection; it grows for longer lines. Small
 /// because an idle connection should cost little memory.
 pub const READ_BUFFER: usize = 512;
+/// Largest read buffer a busy connection's doubling grows to: enough for a
+/// read to take many short lines at once, small enough that thousands of
+/// busy publishers cost little. Longer lines still fit: the buffer grows
+/// past this for a line that needs it, up to `--max-line`.
+pub const MAX_READ_BUFFER: usize = 16 * 1024;
 /// Slices per `writev`; Linux refuses more than 1024 (`IOV_MAX`) in one call.
 pub const MAX_SLICES: usize = 1024;
+
+/// How long a topic must go without a subscriber, a cached message or any
+/// command before its actor is retired, leaving only its name and counter
+/// in the registry until it is named again. Long enough that a topic used
+/// every second or so keeps its actor (reviving one costs a registry round
+/// trip); short enough that topics named once soon stop costing an actor.
+pub const DORMANT_AFTER: Duration = Duration::from_secs(2);
 
 /// A topic hands its pending `delivery: "all"` lines to the subscribers once
 /// they reach this size, even if more sends are waiting, so one batch stays

@@ -42,7 +42,7 @@ use crate::reader::Lines;
 use crate::registry::{Lookup, Registry};
 use crate::shutdown::Shutdown;
 use crate::stats::{Admitted, Stats};
-use crate::topic::{self, Publish, PublishBatch, TopicActor, TopicHandle};
+use crate::topic::{self, Publish, PublishBatch, TopicActor, TopicHandle, WeakTopic};
 
 /// Tells a session that its writer stopped, so the connection is over.
 #[derive(Message)]
@@ -102,6 +102,24 @@ impl PendingSends {
         };
         self.batches[batch].1.push(publish);
         self.order.push(batch);
+    }
+
+    /// Like `push`, for a topic as the directory knows it: gives the send
+    /// back if the topic has retired.
+    fn push_known(&mut self, topic: &WeakTopic, publish: Publish) -> Result<(), Publish> {
+        let batch = match self.batches.iter().position(|(t, _)| topic.is(t)) {
+            Some(batch) => batch,
+            None => {
+                let Some(topic) = topic.upgrade() else {
+                    return Err(publish);
+                };
+                self.batches.push((topic, Vec::new()));
+                self.batches.len() - 1
+            }
+        };
+        self.batches[batch].1.push(publish);
+        self.order.push(batch);
+        Ok(())
     }
 }
 
@@ -209,8 +227,8 @@ impl SessionActor {
         });
         let sends = &mut self.sends;
         directory::with(&send.topic, |topic| {
-            if let Some(publish) = publish.take() {
-                sends.push(topic, publish);
+            if let Some(known) = publish.take() {
+                publish = sends.push_known(topic, known).err();
             }
         });
         match publish {
@@ -230,7 +248,7 @@ impl SessionActor {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, &TopicHandle, &mut Context<Self>) + 'static,
     ) {
-        if let Some(topic) = directory::with(name, TopicHandle::clone) {
+        if let Some(topic) = directory::with(name, WeakTopic::upgrade).flatten() {
             return then(self, &topic, ctx);
         }
         let lookup = Lookup {
@@ -240,7 +258,7 @@ impl SessionActor {
         ctx.wait(self.shared.registry.send(lookup).into_actor(self).map(
             move |found, session, ctx| match found {
                 Ok((name, topic)) => {
-                    directory::insert(name, topic.clone());
+                    directory::insert(name, topic.downgrade());
                     then(session, &topic, ctx);
                 }
                 Err(_) => session.outbox.reply(ProtocolError::Internal.reply()),

@@ -19,21 +19,31 @@
 //! (see [`PACE_BYTES`]): then it keeps the credit until a subscriber's
 //! writer reports that it caught up ([`CaughtUp`]). So what a topic holds in
 //! its mailbox and what it lets its readers owe are both bounded.
+//!
+//! A topic with no subscriber, nothing cached and nothing on its way back
+//! retires its actor after [`DORMANT_AFTER`]: it tells the registry it is
+//! idle ([`Idle`]), and the registry retires it only if no one else holds
+//! its handle (so no send can be on its way) and the topic, asked again in
+//! order after everything already sent to it ([`Retire`]), is still idle.
+//! The registry then keeps its counter, and the next command that names the
+//! topic starts a new actor from there: an index is never handed out twice.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use actix::{
-    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient,
-    SpawnHandle,
+    Actor, ActorContext, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler,
+    Message, MessageResult, Recipient, SpawnHandle,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
+use crate::config::{DORMANT_AFTER, MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
 use crate::memory::Memory;
-use crate::outbox::{Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver};
+use crate::outbox::{
+    Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver, ReturnAddress,
+};
 use crate::protocol::{Delivery, DeliveryTemplate, OK};
 use crate::subscribers::{Gone, RoundRobin};
 
@@ -58,6 +68,19 @@ impl TopicHandle {
     /// Whether both handles are of one topic.
     pub fn same(&self, other: &TopicHandle) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// A handle that does not keep the topic from retiring, for the
+    /// workers' directories.
+    pub fn downgrade(&self) -> WeakTopic {
+        WeakTopic(Arc::downgrade(&self.0))
+    }
+
+    /// The topic's parts if this is its only handle left: from then on no
+    /// one can send it anything without asking the registry, which holds
+    /// them.
+    pub fn try_unshare(self) -> Result<Unshared, TopicHandle> {
+        Arc::try_unwrap(self.0).map(Unshared).map_err(TopicHandle)
     }
 
     /// Takes credit for `bytes` of sends at once if the topic has it.
@@ -92,6 +115,44 @@ impl TopicHandle {
                 .ok()?;
             Some(Credit::new(Some(permit), bytes, &memory))
         }
+    }
+}
+
+/// A topic's handle as the workers' directories keep it: it lets a session
+/// find the topic without keeping it from retiring.
+#[derive(Debug, Clone)]
+pub struct WeakTopic(Weak<HandleParts>);
+
+impl WeakTopic {
+    /// The topic's handle, unless it has retired.
+    pub fn upgrade(&self) -> Option<TopicHandle> {
+        self.0.upgrade().map(TopicHandle)
+    }
+
+    /// Whether `handle` is of this topic.
+    pub fn is(&self, handle: &TopicHandle) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&handle.0))
+    }
+
+    /// Whether the topic has retired.
+    pub fn is_retired(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+/// The only handle of a topic, held by the registry while it asks the topic
+/// to retire.
+#[derive(Debug)]
+pub struct Unshared(HandleParts);
+
+impl Unshared {
+    pub fn addr(&self) -> &Addr<TopicActor> {
+        &self.0.addr
+    }
+
+    /// The topic stays: a handle others may hold again.
+    pub fn share(self) -> TopicHandle {
+        TopicHandle(Arc::new(self.0))
     }
 }
 
@@ -177,6 +238,27 @@ pub struct Unsubscribe {
 #[rtype(result = "()")]
 pub struct Flush;
 
+/// Tells the registry that a topic has been idle for [`DORMANT_AFTER`] and
+/// may retire.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Idle {
+    pub name: Arc<str>,
+    pub topic: Addr<TopicActor>,
+}
+
+/// Asked by the registry once it holds the topic's only handle: the topic
+/// stops and gives its next index if it is still idle, or stays (`None`).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u64>")]
+pub struct Retire;
+
+/// The registry could not retire the topic because a session held its
+/// handle: the topic looks again later.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StillShared;
+
 /// How many connections subscribe to the topic; for tests and diagnostics.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
@@ -220,9 +302,21 @@ pub struct TopicActor {
     batch: Batch,
     pace: Pacing,
     /// Where handed-off `one` messages come back, made once first needed.
-    redeliver: Option<Recipient<Redeliver>>,
+    redeliver: Option<ReturnAddress>,
     /// Where caught-up subscribers report, made once first needed.
     caught_up: Option<Recipient<CaughtUp>>,
+    dormancy: Dormancy,
+}
+
+/// Whether the topic may retire its actor, and when it looks.
+#[derive(Debug, Default)]
+struct Dormancy {
+    /// Where to say that the topic is idle; a topic started outside a
+    /// registry never retires.
+    registry: Option<Recipient<Idle>>,
+    check_scheduled: bool,
+    /// Something happened since the last look.
+    active: bool,
 }
 
 /// `delivery: "all"` lines not yet handed to the subscribers.
@@ -296,7 +390,20 @@ impl TopicActor {
             pace: Pacing::default(),
             redeliver: None,
             caught_up: None,
+            dormancy: Dormancy::default(),
         }
+    }
+
+    /// Continues a retired topic's numbering.
+    pub fn resuming_at(mut self, next_index: u64) -> Self {
+        self.next_index = next_index;
+        self
+    }
+
+    /// Lets the topic retire when idle, through `registry`.
+    pub fn retiring_to(mut self, registry: Recipient<Idle>) -> Self {
+        self.dormancy.registry = Some(registry);
+        self
     }
 
     /// Starts the topic on `worker`'s thread, with a full credit.
@@ -454,7 +561,7 @@ impl TopicActor {
     fn send_one(&mut self, index: u64, line: Bytes, cache: bool, ctx: &mut Context<Self>) {
         let redeliver = self
             .redeliver
-            .get_or_insert_with(|| ctx.address().recipient())
+            .get_or_insert_with(|| ReturnAddress::new(ctx.address().recipient()))
             .clone();
         let handoff = Handoff::new(index, line, cache, redeliver);
         let refused = self.subscribers.offer(handoff, |sub, handoff| {
@@ -471,6 +578,52 @@ impl TopicActor {
             if cache {
                 self.cache_insert(index, line, true);
             }
+        }
+    }
+
+    /// Nothing would be lost if the actor stopped now: no subscriber,
+    /// nothing cached or batched, no `one` message that may come back.
+    fn is_idle(&self) -> bool {
+        self.subscribers.is_empty()
+            && self.cache.is_empty()
+            && self.batch.lines.is_empty()
+            && !self
+                .redeliver
+                .as_ref()
+                .is_some_and(ReturnAddress::outstanding)
+    }
+
+    /// Notes that something happened; a topic without subscribers looks
+    /// again after [`DORMANT_AFTER`] whether it may retire.
+    fn note_activity(&mut self, ctx: &mut Context<Self>) {
+        self.dormancy.active = true;
+        self.schedule_dormancy_check(ctx);
+    }
+
+    fn schedule_dormancy_check(&mut self, ctx: &mut Context<Self>) {
+        let dormancy = &mut self.dormancy;
+        if dormancy.registry.is_none() || dormancy.check_scheduled || !self.subscribers.is_empty() {
+            return;
+        }
+        dormancy.check_scheduled = true;
+        ctx.run_later(DORMANT_AFTER, |topic, ctx| topic.look_at_dormancy(ctx));
+    }
+
+    /// A subscriber or a cached message keeps the topic; its departure or
+    /// consumption is activity, which looks again.
+    fn look_at_dormancy(&mut self, ctx: &mut Context<Self>) {
+        self.dormancy.check_scheduled = false;
+        if !self.subscribers.is_empty() || !self.cache.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.dormancy.active) || !self.is_idle() {
+            return self.schedule_dormancy_check(ctx);
+        }
+        if let Some(registry) = &self.dormancy.registry {
+            registry.do_send(Idle {
+                name: self.name.clone(),
+                topic: ctx.address(),
+            });
         }
     }
 
@@ -494,8 +647,9 @@ impl TopicActor {
 impl Actor for TopicActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Self::Context) {
-        tracing::debug!(topic = %self.name, "topic created");
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::debug!(topic = %self.name, next_index = self.next_index, "topic started");
+        self.note_activity(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -512,6 +666,7 @@ impl Handler<PublishBatch> for TopicActor {
         }
         self.pace.owed.push(batch.credit);
         self.schedule_settle(ctx);
+        self.note_activity(ctx);
     }
 }
 
@@ -552,6 +707,7 @@ impl Handler<Unsubscribe> for TopicActor {
         self.flush();
         self.subscribers.retain(|s| s.outbox.id() != msg.connection);
         self.repace(ctx);
+        self.note_activity(ctx);
     }
 }
 
@@ -561,6 +717,29 @@ impl Handler<Redeliver> for TopicActor {
     fn handle(&mut self, msg: Redeliver, ctx: &mut Self::Context) {
         self.flush();
         self.send_one(msg.index, msg.line, msg.cache, ctx);
+        self.note_activity(ctx);
+    }
+}
+
+impl Handler<Retire> for TopicActor {
+    type Result = MessageResult<Retire>;
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) -> Self::Result {
+        if self.is_idle() {
+            tracing::debug!(topic = %self.name, next_index = self.next_index, "topic dormant");
+            ctx.stop();
+            return MessageResult(Some(self.next_index));
+        }
+        self.note_activity(ctx);
+        MessageResult(None)
+    }
+}
+
+impl Handler<StillShared> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StillShared, ctx: &mut Self::Context) {
+        self.note_activity(ctx);
     }
 }
 
