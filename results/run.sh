@@ -79,6 +79,17 @@ LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
 FAILED=()
 
 say() { printf '\n== %s\n' "$*"; }
+
+# PATH as commands.txt shows it: relative to the repo, and a binary built
+# outside it (CARGO_TARGET_DIR elsewhere) as cargo's default target/release/
+# would hold it, so that no path of the machine that ran is recorded.
+shown_path() {
+    if [[ $1 == "$ROOT"/* ]]; then
+        echo "${1#"$ROOT"/}"
+    else
+        echo "target/release/${1##*/}"
+    fi
+}
 has() { [[ " $1 " == *" $2 "* ]]; }
 
 # --- the server under test: one child process at a time -------------------
@@ -123,10 +134,11 @@ free_port() {
     return 1
 }
 
-# The command line that starts SERVER on PORT, in the foreground.
+# The command line that starts SERVER ($1) on PORT ($2), in the foreground;
+# $3, when given, is the path of mq-actix's binary to write instead of $MQ.
 server_command() {
     case $1 in
-    mq-actix) echo "$MQ $2 $CACHE_SIZE" ;;
+    mq-actix) echo "${3:-$MQ} $2 $CACHE_SIZE" ;;
     # Persistence off; the same 64 MB per-client output limit as mq-actix's
     # --max-pending and NATS's max_pending; room for CONNS clients.
     redis) echo "redis-server --port $2 --bind 127.0.0.1 --save '' --appendonly no" \
@@ -200,7 +212,7 @@ run_case() {
             local shown="${args[*]} --json results/data/$base.json"
             shown=${shown//127.0.0.1:$PORT/127.0.0.1:\$PORT}
             shown=${shown//--server-pid $SERVER_PID/--server-pid \$SERVER_PID}
-            echo "${LOADGEN#"$ROOT"/} ${shown//--1.json/--\$RUN.json}" >>"$DATA/commands.txt"
+            echo "$(shown_path "$LOADGEN") ${shown//--1.json/--\$RUN.json}" >>"$DATA/commands.txt"
         fi
         before=$(proc_kib "$SERVER_PID" VmRSS)
         status=0
@@ -267,7 +279,9 @@ if [[ $KEEP != 1 ]]; then
     rm -f "$DATA"/*--*--*.json "$DATA/commands.txt"
 fi
 for server in $SERVERS; do
-    echo "$(server_command "$server" '$PORT' | sed "s|^$ROOT/||")" >>"$DATA/commands.txt"
+    # A literal $PORT: the port differs from run to run.
+    # shellcheck disable=SC2016
+    server_command "$server" '$PORT' "$(shown_path "$MQ")" >>"$DATA/commands.txt"
 done
 
 json_string() {
@@ -289,6 +303,7 @@ EOF
 version_of() { command -v "$1" >/dev/null && "$1" --version 2>&1 | head -n 1 || echo "not installed"; }
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || revision+=" (with uncommitted changes)"
+# shellcheck source=/dev/null
 cat >"$DATA/machine.json" <<EOF
 {
   "cpu": $(json_string "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"),
