@@ -5,8 +5,10 @@
 # when missing, runs every loadgen scenario against mq-actix, Redis and NATS
 # (each server started afresh for each run, on a free 127.0.0.1 port, and
 # its peak resident memory read from /proc), runs the criterion benchmarks,
-# records the machine, and finally redraws the charts and rewrites the
-# tables of results/README.md with results-render. Every figure in the
+# records the machine and its load (before the build, at the start of each
+# case and after the last, in results/data/load.jsonl), and finally redraws
+# the charts and rewrites the tables of results/README.md with
+# results-render. Every figure in the
 # README comes from the files this script writes into results/data/.
 #
 #   results/run.sh               the full run: about 25 minutes on 2 cores
@@ -75,10 +77,44 @@ RENDER=$BIN/results-render
 # Where criterion writes, by its own rules.
 CRITERION_DIR=${CRITERION_HOME:-$TARGET_DIR/criterion}
 DATA=$ROOT/results/data
+# The load samples, one JSON object a line.
+LOAD=$DATA/load.jsonl
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
 FAILED=()
 
 say() { printf '\n== %s\n' "$*"; }
+
+json_string() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+json_list() {
+    local item out=
+    for item in $1; do out+="${out:+, }$(json_string "$item")"; done
+    printf '[%s]' "$out"
+}
+
+# One line of JSON on what the machine is doing, labelled WHEN ($1): the
+# load averages of /proc/loadavg, and how many tasks other than this
+# script were runnable, averaged over ten looks 0.1 s apart. It is taken
+# when no server or loadgen of ours runs, so the runnable count is everyone
+# else's, while the load averages still carry our own earlier runs: the
+# renderer judges the load averages of the sample before the build only,
+# and the runnable count of every sample (results/render/src/machine.rs).
+sample_load() {
+    local one five fifteen tasks rest i others=0
+    for ((i = 0; i < 10; i++)); do
+        read -r one five fifteen tasks rest </proc/loadavg
+        # The runnable count includes this shell, which is reading.
+        others=$((others + ${tasks%/*} - 1))
+        sleep 0.1
+    done
+    printf '{"when": %s, "at": "%s", "load_1m": %s, "load_5m": %s, "load_15m": %s, "others_runnable": %s}\n' \
+        "$(json_string "$1")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$one" "$five" "$fifteen" \
+        "$(awk -v sum="$others" 'BEGIN { printf "%.1f", sum / 10 }')"
+}
 
 # PATH as commands.txt shows it: relative to the repo, and a binary built
 # outside it (CARGO_TARGET_DIR elsewhere) as cargo's default target/release/
@@ -198,6 +234,7 @@ run_case() {
     shift 3
     has "$SERVERS" "$server" || return 0
     read -ra extra <<<"$(proto_args "$server")"
+    sample_load "$case against $server" >>"$LOAD"
     say "$case against $server ($RUNS run(s)): loadgen $scenario $*"
     for ((run = 1; run <= RUNS; run++)); do
         base=$case--$server--$run
@@ -239,6 +276,10 @@ run_case() {
 
 # --- build, servers, data directory ---------------------------------------
 
+# Before anything of ours runs: the only sample whose load averages say
+# what the machine was doing without us.
+load_before=$(sample_load "before the build")
+
 say "building release binaries (cargo build --release --workspace)"
 cargo build --release --workspace
 
@@ -276,25 +317,14 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 mkdir -p "$DATA"
 if [[ $KEEP != 1 ]]; then
-    rm -f "$DATA"/*--*--*.json "$DATA/commands.txt"
+    rm -f "$DATA"/*--*--*.json "$DATA/commands.txt" "$LOAD"
 fi
+echo "$load_before" >>"$LOAD"
 for server in $SERVERS; do
     # A literal $PORT: the port differs from run to run.
     # shellcheck disable=SC2016
     server_command "$server" '$PORT' "$(shown_path "$MQ")" >>"$DATA/commands.txt"
 done
-
-json_string() {
-    local s=$1
-    s=${s//\\/\\\\}
-    s=${s//\"/\\\"}
-    printf '"%s"' "$s"
-}
-json_list() {
-    local item out=
-    for item in $1; do out+="${out:+, }$(json_string "$item")"; done
-    printf '[%s]' "$out"
-}
 
 cat >"$DATA/run.json" <<EOF
 {"quick": $([[ $QUICK == 1 ]] && echo true || echo false), "kept_earlier_runs": $([[ $KEEP == 1 ]] && echo true || echo false), "runs": $RUNS, "duration_s": $DURATION, "hold_s": $HOLD, "servers": $(json_list "$SERVERS"), "scenarios": $(json_list "$SCENARIOS")}
@@ -315,8 +345,7 @@ cat >"$DATA/machine.json" <<EOF
   "redis": $(json_string "$(version_of redis-server)"),
   "nats": $(json_string "$(version_of nats-server)"),
   "git_revision": $(json_string "$revision"),
-  "date": $(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
-  "load": $(json_string "$(cut -d' ' -f1-3 /proc/loadavg)")
+  "date": $(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")
 }
 EOF
 
@@ -398,6 +427,8 @@ else
 fi
 
 # --- charts and tables ----------------------------------------------------
+
+sample_load "after the last run" >>"$LOAD"
 
 # One line per command, in the order first run (KEEP=1 appends to the log).
 awk '!seen[$0]++' "$DATA/commands.txt" >"$DATA/commands.txt.new"
