@@ -83,7 +83,7 @@ pub fn fanout(summaries: &[Summary], path: &Path) -> anyhow::Result<bool> {
             let points = summaries
                 .iter()
                 .filter(|s| s.server == server && s.case.starts_with("fanout-"))
-                .filter_map(|s| Some((s.params.clients as f64, s.delivery_rate?)))
+                .filter_map(|s| Some((s.params.clients as f64, s.delivery_rate?.median)))
                 .collect::<Vec<_>>();
             (server, points)
         })
@@ -139,9 +139,21 @@ pub fn latency(summaries: &[Summary], path: &Path) -> anyhow::Result<bool> {
     let runs = cases.iter().map(|s| s.runs).max().unwrap_or(1);
     type Pick = fn(&Summary) -> Option<f64>;
     let percentiles: [(&str, Pick, RGBColor); 3] = [
-        ("p50", |s| s.p50_us, RGBColor(0x1f, 0x77, 0xb4)),
-        ("p99", |s| s.p99_us, RGBColor(0xff, 0x7f, 0x0e)),
-        ("p99.9", |s| s.p999_us, RGBColor(0x94, 0x67, 0xbd)),
+        (
+            "p50",
+            |s| s.p50_us.map(|v| v.median),
+            RGBColor(0x1f, 0x77, 0xb4),
+        ),
+        (
+            "p99",
+            |s| s.p99_us.map(|v| v.median),
+            RGBColor(0xff, 0x7f, 0x0e),
+        ),
+        (
+            "p99.9",
+            |s| s.p999_us.map(|v| v.median),
+            RGBColor(0x94, 0x67, 0xbd),
+        ),
     ];
     let lines: Vec<(&str, RGBColor, Points)> = percentiles
         .iter()

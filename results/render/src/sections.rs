@@ -149,11 +149,11 @@ pub fn loadgen(summaries: &[Summary]) -> String {
                 describe(s),
                 s.runs.to_string(),
                 opt(s.publish_rate, tables::rate),
-                opt(s.delivery_rate, tables::rate),
-                opt(s.p50_us, tables::micros),
-                opt(s.p99_us, tables::micros),
-                opt(s.p999_us, tables::micros),
-                opt(s.peak_rss_bytes, tables::bytes),
+                opt(s.delivery_rate.map(|v| v.median), tables::rate),
+                opt(s.p50_us.map(|v| v.median), tables::micros),
+                opt(s.p99_us.map(|v| v.median), tables::micros),
+                opt(s.p999_us.map(|v| v.median), tables::micros),
+                opt(s.peak_rss_bytes.map(|v| v.median), tables::bytes),
                 also(s),
                 if s.problems == 0 {
                     "none".into()
@@ -235,7 +235,7 @@ fn also(s: &Summary) -> String {
     if let Some(r) = s.replay_rate {
         return format!("replayed {}", tables::rate(r));
     }
-    if let Some(b) = s.bytes_per_connection {
+    if let Some(b) = s.bytes_per_connection.map(|v| v.median) {
         return format!("{} per conn", tables::bytes(b));
     }
     String::new()

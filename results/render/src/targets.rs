@@ -3,6 +3,7 @@
 //! its target is met.
 
 use crate::data::{Server, Summary};
+use crate::stats::Spread;
 use crate::tables;
 
 /// What a comparison measures, from a case's [`Summary`].
@@ -19,7 +20,13 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The median over the runs.
     pub fn of(self, s: &Summary) -> Option<f64> {
+        self.spread(s).map(|v| v.median)
+    }
+
+    /// The lowest, median and highest run.
+    pub fn spread(self, s: &Summary) -> Option<Spread> {
         match self {
             Metric::DeliveryRate => s.delivery_rate,
             Metric::P99 => s.p99_us,
@@ -156,6 +163,8 @@ pub struct Outcome {
     pub target: Target,
     /// The median per server, in [`Server::ALL`] order.
     pub values: [Option<f64>; 3],
+    /// The spread of the runs per server, in [`Server::ALL`] order.
+    pub spreads: [Option<Spread>; 3],
     pub verdict: Verdict,
 }
 
@@ -174,16 +183,18 @@ impl Outcome {
 
 /// Judges `target` on the summaries.
 pub fn evaluate(target: Target, summaries: &[Summary]) -> Outcome {
-    let values = Server::ALL.map(|server| {
+    let spreads = Server::ALL.map(|server| {
         summaries
             .iter()
             .find(|s| s.case == target.case && s.server == server)
-            .and_then(|s| target.metric.of(s))
+            .and_then(|s| target.metric.spread(s))
     });
+    let values = spreads.map(|s| s.map(|s| s.median));
     let Some(mine) = values[Server::MqActix as usize] else {
         return Outcome {
             target,
             values,
+            spreads,
             verdict: Verdict::NoData(vec!["mq-actix".into()]),
         };
     };
@@ -223,6 +234,7 @@ pub fn evaluate(target: Target, summaries: &[Summary]) -> Outcome {
     Outcome {
         target,
         values,
+        spreads,
         verdict,
     }
 }
