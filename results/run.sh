@@ -234,7 +234,7 @@ run_case() {
     shift 3
     has "$SERVERS" "$server" || return 0
     read -ra extra <<<"$(proto_args "$server")"
-    sample_load "$case against $server" >>"$LOAD"
+    sample_load "at the start of $case against $server" >>"$LOAD"
     say "$case against $server ($RUNS run(s)): loadgen $scenario $*"
     for ((run = 1; run <= RUNS; run++)); do
         base=$case--$server--$run

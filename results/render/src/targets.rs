@@ -20,11 +20,6 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// The median over the runs.
-    pub fn of(self, s: &Summary) -> Option<f64> {
-        self.spread(s).map(|v| v.median)
-    }
-
     /// The lowest, median and highest run.
     pub fn spread(self, s: &Summary) -> Option<Spread> {
         match self {
