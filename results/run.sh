@@ -8,8 +8,8 @@
 # records the machine and its load (before the build, at the start of each
 # case and after the last, in results/data/load.jsonl), and finally redraws
 # the charts and rewrites the tables of results/README.md with
-# results-render. Every figure in the
-# README comes from the files this script writes into results/data/.
+# results-render. Every figure in the README comes from the files this
+# script writes into results/data/.
 #
 #   results/run.sh               the full run: about 25 minutes on 2 cores
 #   QUICK=1 results/run.sh       a smoke run of a few minutes; NOT results

@@ -139,8 +139,8 @@ pub fn charts(drawn: &[(String, String)]) -> String {
         .join("\n")
 }
 
-/// The targets of issue 6: each server's median, mq-actix's ratios and the
-/// verdict.
+/// mq-actix against Redis and NATS, figure by figure: each server's median,
+/// mq-actix's ratios, the goal it is held to and the verdict.
 pub fn comparison(outcomes: &[Outcome]) -> String {
     let rows: Vec<Vec<String>> = outcomes
         .iter()

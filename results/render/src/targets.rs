@@ -1,4 +1,4 @@
-//! The comparisons of issue 6: mq-actix against Redis pub/sub and NATS core
+//! The comparisons: mq-actix against Redis pub/sub and NATS core
 //! under the same load generator, each with the rule that decides whether
 //! its target is met.
 
@@ -55,7 +55,7 @@ impl Metric {
     }
 }
 
-/// One target of issue 6.
+/// One comparison, and the goal mq-actix is held to in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
     /// Names the chart: `results/compare-<id>.svg`.
@@ -72,7 +72,7 @@ pub struct Target {
     pub bound: Option<(f64, &'static str)>,
 }
 
-/// The targets, in the order of the issue.
+/// The comparisons, in the order the README's table lists them.
 pub const TARGETS: [Target; 7] = [
     Target {
         id: "fanout-100",
