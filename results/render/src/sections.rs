@@ -72,7 +72,15 @@ pub fn load(samples: &[LoadSample], activity: &Activity, cores: f64, legacy: boo
     let bound = BUSY_SHARE * cores;
     let mut out = match activity {
         Activity::Quiet => "**Quiet**: nothing else was running to speak of.".to_string(),
-        Activity::Busy(why) => format!("**Busy**: {}.", why.join("; ")),
+        Activity::Busy(why) => {
+            // The table lists every sample; the verdict names the first few.
+            const NAMED: usize = 3;
+            let mut named = why[..why.len().min(NAMED)].join("; ");
+            if why.len() > NAMED {
+                named.push_str(&format!("; and {} more in the table", why.len() - NAMED));
+            }
+            format!("**Busy**: {named}.")
+        }
         Activity::Unknown(why) => format!("**Not known to be quiet**: {why}."),
     };
     if legacy {
@@ -387,6 +395,9 @@ mod tests {
             ),
             "{out}"
         );
+        let many = Activity::Busy((1..=5).map(|i| format!("reason {i}")).collect());
+        assert!(load(&samples, &many, 2.0, false)
+            .starts_with("**Busy**: reason 1; reason 2; reason 3; and 2 more in the table.\n"));
         let quiet = load(&samples, &Activity::Quiet, 2.0, false);
         assert!(quiet.starts_with("**Quiet**"));
         assert!(!quiet.contains("earlier run"));
