@@ -140,6 +140,7 @@ pub fn fanout(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Res
         .iter()
         .map(|&s| (s.label().to_string(), colour(s)))
         .collect();
+    let (groups, series) = measured_series(groups, series);
     let root = canvas(path)?;
     let body = heading(
         &root,
@@ -235,6 +236,27 @@ pub fn latency(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Re
     draw_groups(&mut chart, &slots, &groups, &series, Mark::Dot)?;
     root.present().map_err(err)?;
     Ok(true)
+}
+
+/// `groups` and `series` without the series measured in no group (a server
+/// left out of the run), so that no room is kept for marks never drawn.
+fn measured_series(groups: Vec<Group>, series: Vec<Series>) -> (Vec<Group>, Vec<Series>) {
+    let kept: Vec<usize> = (0..series.len())
+        .filter(|&k| {
+            groups
+                .iter()
+                .any(|g| g.spreads.get(k).is_some_and(Option::is_some))
+        })
+        .collect();
+    let groups = groups
+        .into_iter()
+        .map(|g| Group {
+            x: g.x,
+            spreads: kept.iter().map(|&k| g.spreads[k]).collect(),
+        })
+        .collect();
+    let series = kept.iter().map(|&k| series[k].clone()).collect();
+    (groups, series)
 }
 
 /// The highest run over all groups, `None` when there is none.
@@ -657,6 +679,20 @@ mod tests {
         assert!(svg.contains("\n100 subscribers\n"));
         assert!(!svg.contains("\n10 subscribers\n"));
         assert!(svg.contains("mq-actix abc1234 · today · median of 3 runs"));
+    }
+
+    #[test]
+    fn a_server_measured_nowhere_takes_no_room() {
+        let groups = fanout_groups(&fanout_summaries());
+        let series = Server::ALL
+            .iter()
+            .map(|&s| (s.label().to_string(), colour(s)))
+            .collect();
+        let (groups, series) = measured_series(groups, series);
+        let labels: Vec<&str> = series.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(labels, ["mq-actix", "Redis"]);
+        assert_eq!(groups[0].spreads.len(), 2);
+        assert_eq!(groups[0].spreads[1].map(|s| s.median), Some(50.0));
     }
 
     #[test]
