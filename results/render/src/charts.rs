@@ -517,8 +517,9 @@ pub fn compare(
         }
         chart
             .draw_series(std::iter::once(
+                // Clear of the whisker's cap and of the median's circle.
                 EmptyElement::at((SegmentValue::CenterOf(i), spread.max * scale))
-                    + Text::new(text, (0, -4), above),
+                    + Text::new(text, (0, -9), above),
             ))
             .map_err(err)?;
     }
