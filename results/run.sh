@@ -6,7 +6,7 @@
 # (each server started afresh for each run, on a free 127.0.0.1 port, and
 # its peak resident memory read from /proc), runs the criterion benchmarks,
 # records the machine and its load (before the build, at the start of each
-# case and after the last, in results/data/load.jsonl), and finally redraws
+# case and at the end, in results/data/load.jsonl), and finally redraws
 # the charts and rewrites the tables of results/README.md with
 # results-render. Every figure in the README comes from the files this
 # script writes into results/data/.
@@ -83,6 +83,7 @@ LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
 FAILED=()
 
 say() { printf '\n== %s\n' "$*"; }
+has() { [[ " $1 " == *" $2 "* ]]; }
 
 json_string() {
     local s=$1
@@ -126,7 +127,6 @@ shown_path() {
         echo "target/release/${1##*/}"
     fi
 }
-has() { [[ " $1 " == *" $2 "* ]]; }
 
 # --- the server under test: one child process at a time -------------------
 
@@ -428,7 +428,7 @@ fi
 
 # --- charts and tables ----------------------------------------------------
 
-sample_load "after the last run" >>"$LOAD"
+sample_load "after the runs and the benchmarks" >>"$LOAD"
 
 # One line per command, in the order first run (KEEP=1 appends to the log).
 awk '!seen[$0]++' "$DATA/commands.txt" >"$DATA/commands.txt.new"

@@ -29,7 +29,7 @@ pub const BUSY_SHARE: f64 = 0.5;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LoadSample {
     /// When in the run it was taken, in words ("before the build", "at the
-    /// start of fanout-100 against redis", "after the last run").
+    /// start of fanout-100 against redis", "after the runs and the benchmarks").
     pub when: String,
     /// UTC time, when recorded.
     pub at: Option<String>,
