@@ -25,14 +25,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{
-    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient,
-    SpawnHandle,
+    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
+    MessageResult, Recipient, SpawnHandle,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
 use crate::memory::Memory;
+use crate::metrics;
 use crate::outbox::{Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver};
 use crate::protocol::{Delivery, DeliveryTemplate, OK};
 use crate::subscribers::{Gone, RoundRobin};
@@ -182,6 +183,25 @@ pub struct Flush;
 #[rtype(result = "usize")]
 pub struct SubscriberCount;
 
+/// Asks a topic how large it is, for `/topics`: only the topic knows, and
+/// asking it costs nothing on the per-message path.
+#[derive(Debug, Message)]
+#[rtype(result = "TopicSummary")]
+pub struct Summarize;
+
+/// One topic's answer to [`Summarize`].
+#[derive(Debug, Clone)]
+pub struct TopicSummary {
+    pub name: Arc<str>,
+    /// The index the next message will get: how many it has taken.
+    pub next_index: u64,
+    /// Messages in its cache.
+    pub cached: usize,
+    /// What its cache holds, as the memory budget counts it.
+    pub cached_bytes: usize,
+    pub subscribers: usize,
+}
+
 #[derive(Debug)]
 struct Subscriber {
     outbox: Outbox,
@@ -320,14 +340,17 @@ impl TopicActor {
         // being cut off): either way it receives nothing more.
         let now = Instant::now();
         let mut pace = Pace::default();
+        let mut reached = 0;
         self.subscribers
             .retain(|sub| match sub.outbox.push(Outgoing::Line(lines.clone())) {
                 Ok(backlog) => {
                     pace.add(backlog, now);
+                    reached += 1;
                     true
                 }
                 Err(_) => false,
             });
+        metrics::get().messages_out(Delivery::All, reached * self.batch.ends.len() as u64);
         let mut start = 0;
         let ends = std::mem::take(&mut self.batch.ends);
         for &(index, end, cache) in &ends {
@@ -477,17 +500,20 @@ impl TopicActor {
     fn replay(&mut self, outbox: &Outbox, from: u64, below: u64) {
         let start = self.cache.partition_point(|c| c.index < from);
         let mut i = start;
+        let mut replayed = 0;
         while i < self.cache.len() && self.cache[i].index < below {
             let cached = &self.cache[i];
             if outbox.push(Outgoing::Line(cached.line.clone())).is_err() {
-                return;
+                break;
             }
+            replayed += 1;
             if cached.one {
                 self.cache_remove(i);
             } else {
                 i += 1;
             }
         }
+        metrics::get().replayed(replayed);
     }
 }
 
@@ -496,10 +522,12 @@ impl Actor for TopicActor {
 
     fn started(&mut self, _: &mut Self::Context) {
         tracing::debug!(topic = %self.name, "topic created");
+        metrics::get().topics(1);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.memory.sub(self.cache_bytes);
+        metrics::get().topics(-1);
     }
 }
 
@@ -591,6 +619,20 @@ impl Handler<SubscriberCount> for TopicActor {
 
     fn handle(&mut self, _: SubscriberCount, _: &mut Self::Context) -> usize {
         self.subscribers.len()
+    }
+}
+
+impl Handler<Summarize> for TopicActor {
+    type Result = MessageResult<Summarize>;
+
+    fn handle(&mut self, _: Summarize, _: &mut Self::Context) -> Self::Result {
+        MessageResult(TopicSummary {
+            name: self.name.clone(),
+            next_index: self.next_index,
+            cached: self.cache.len(),
+            cached_bytes: self.cache_bytes,
+            subscribers: self.subscribers.len(),
+        })
     }
 }
 
