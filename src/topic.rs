@@ -626,6 +626,8 @@ impl Handler<Summarize> for TopicActor {
     type Result = MessageResult<Summarize>;
 
     fn handle(&mut self, _: Summarize, _: &mut Self::Context) -> Self::Result {
+        // Sends handled before this count as cached, as for a subscriber.
+        self.flush();
         MessageResult(TopicSummary {
             name: self.name.clone(),
             next_index: self.next_index,
