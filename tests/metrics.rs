@@ -6,11 +6,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delivered, send_line, Client, Server, WAIT};
+use common::{delivered, send_line, Client, Server, BIN, WAIT};
 use serde_json::{json, Value};
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -383,4 +384,37 @@ async fn topics_lists_the_largest_first_up_to_the_limit() {
 
     let (status, _) = get(server.metrics_addr(), "/topics?limit=lots").await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn the_environment_turns_it_on_and_a_bad_address_stops_the_start() {
+    let mut child = Command::new(BIN)
+        .arg("0")
+        .env("MQ_ACTIX_METRICS", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mq-actix");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the listening line");
+    let metrics: SocketAddr = line
+        .split_once("metrics on http://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in {line:?}"));
+    let health = get(metrics, "/healthz").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.0, 200);
+
+    let refused = Command::new(BIN)
+        .args(["0", "--metrics", "not-an-address"])
+        .stdout(Stdio::null())
+        .output()
+        .expect("run mq-actix");
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--metrics not-an-address"), "{stderr}");
 }
