@@ -16,7 +16,8 @@ use crate::config::{
     MIN_ACCEPT_BACKOFF, SEND_BUFFER,
 };
 use crate::memory::Memory;
-use crate::metrics::{self, Exporter, Observed, Refusal};
+use crate::metrics::http::Observed;
+use crate::metrics::{self, Exporter, Refusal};
 use crate::protocol::ProtocolError;
 use crate::registry::Registry;
 use crate::session::{self, SessionActor};

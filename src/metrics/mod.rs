@@ -1,19 +1,24 @@
 //! What the broker tells Prometheus about itself (`--metrics ADDR`).
 //!
-//! The counters are `metrics` handles, registered once when the broker
-//! starts ([`register`]) and kept in one process-wide [`Metrics`]: recording
-//! an event is then an atomic add on a handle, never a registry look-up or a
-//! lock, and without `--metrics` no recorder is installed and every handle
-//! is a no-op. Events are counted where they happen, in batches where the
-//! hot path has them (a read's sends, a topic's batch, a `writev`); what is
-//! a state rather than an event (connections open, bytes owed, memory used)
-//! is read from its owner when `/metrics` is scraped ([`Metrics::observe`]).
-//! [`http`] serves `/metrics`, `/healthz` and `/topics`.
+//! Every series is a `metrics` handle, registered once when the broker
+//! starts ([`register`]) and kept in one process-wide [`Metrics`], so none
+//! is ever looked up by name; without `--metrics` no recorder is installed
+//! and every handle is a no-op. Rare events (a refusal, a parse error, a
+//! subscription) go straight to their handle. The events of the hot path
+//! (sends read, deliveries, bytes written: once per read, topic batch or
+//! `writev`) would make every worker thread add to the same few atomics,
+//! and the cache line bouncing between cores costs more than the add; so
+//! each thread adds to its own [`Shard`], uncontended, and a scrape sums
+//! the shards into the handles. What is a state rather than an event
+//! (connections open, bytes owed, memory used) is likewise read from its
+//! owner when `/metrics` is scraped ([`Metrics::observe`]). [`http`] serves
+//! `/metrics`, `/healthz` and `/topics`.
 
 pub mod http;
 pub mod names;
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Counter, Gauge};
 
@@ -21,7 +26,7 @@ use crate::memory::Memory;
 use crate::protocol::{Delivery, ProtocolError};
 use crate::stats::Stats;
 
-pub use http::{Exporter, Observed};
+pub use http::Exporter;
 
 /// The `reason` of each parse error, as `mq_parse_errors_total` labels it.
 const PARSE_REASONS: [(ProtocolError, &str); 4] = [
@@ -41,6 +46,47 @@ pub enum Refusal {
     SetupFailed,
 }
 
+/// One thread's counts of the hot-path events. Only its own thread adds to
+/// it, and it fills whole cache lines of its own, so adding never contends
+/// with another core.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
+    received_bytes: AtomicU64,
+    sent_bytes: AtomicU64,
+    in_all: AtomicU64,
+    in_one: AtomicU64,
+    out_all: AtomicU64,
+    out_one: AtomicU64,
+    replayed: AtomicU64,
+}
+
+/// Every thread's shard, for the scrape to sum; a shard outlives its
+/// thread, so what it counted is never lost.
+static SHARDS: Mutex<Vec<Arc<Shard>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static SHARD: Arc<Shard> = {
+        let shard = Arc::new(Shard::default());
+        lock_shards().push(shard.clone());
+        shard
+    };
+}
+
+/// Only held to push or to clone the list, which cannot panic, so a
+/// poisoned lock still holds a sound list.
+fn lock_shards() -> std::sync::MutexGuard<'static, Vec<Arc<Shard>>> {
+    SHARDS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Adds `n` to this thread's count of one event. A thread being torn down
+/// has no shard any more; what it would count then is dropped.
+fn add(count: impl Fn(&Shard) -> &AtomicU64, n: u64) {
+    let _ = SHARD.try_with(|shard| count(shard).fetch_add(n, Ordering::Relaxed));
+}
+
 /// A counter per `delivery`.
 struct ByDelivery {
     all: Counter,
@@ -52,13 +98,6 @@ impl ByDelivery {
         ByDelivery {
             all: counter!(name, "delivery" => "all"),
             one: counter!(name, "delivery" => "one"),
-        }
-    }
-
-    fn add(&self, delivery: Delivery, n: u64) {
-        match delivery {
-            Delivery::All => self.all.increment(n),
-            Delivery::One => self.one.increment(n),
         }
     }
 }
@@ -150,27 +189,33 @@ impl Metrics {
 
     /// `n` sends taken.
     pub fn messages_in(&self, delivery: Delivery, n: u64) {
-        self.messages_in.add(delivery, n);
+        match delivery {
+            Delivery::All => add(|s| &s.in_all, n),
+            Delivery::One => add(|s| &s.in_one, n),
+        }
     }
 
     /// `n` live deliveries.
     pub fn messages_out(&self, delivery: Delivery, n: u64) {
-        self.messages_out.add(delivery, n);
+        match delivery {
+            Delivery::All => add(|s| &s.out_all, n),
+            Delivery::One => add(|s| &s.out_one, n),
+        }
     }
 
     /// Bytes of lines read from clients.
     pub fn received(&self, bytes: u64) {
-        self.received_bytes.increment(bytes);
+        add(|s| &s.received_bytes, bytes);
     }
 
     /// Bytes written to clients.
     pub fn sent(&self, bytes: usize) {
-        self.sent_bytes.increment(bytes as u64);
+        add(|s| &s.sent_bytes, bytes as u64);
     }
 
     /// `n` cached messages replayed.
     pub fn replayed(&self, n: u64) {
-        self.replayed.increment(n);
+        add(|s| &s.replayed, n);
     }
 
     /// A line was refused before it became a command; other errors are not
@@ -181,11 +226,26 @@ impl Metrics {
         }
     }
 
-    /// Reads what is a state, not an event, from its owner: done when
-    /// `/metrics` is scraped, so the hot path pays nothing for it. The
-    /// connection counters live in [`Stats`], where admission keeps them
-    /// exact; they are copied here.
+    /// Sums the threads' shards into their series, and reads what is a
+    /// state, not an event, from its owner: done when `/metrics` is
+    /// scraped, so the hot path pays nothing for it. The connection
+    /// counters live in [`Stats`], where admission keeps them exact; they
+    /// are copied here.
     pub fn observe(&self, stats: &Stats, memory: &Memory) {
+        let shards = lock_shards().clone();
+        let total = |count: fn(&Shard) -> &AtomicU64| -> u64 {
+            shards
+                .iter()
+                .map(|shard| count(shard).load(Ordering::Relaxed))
+                .sum()
+        };
+        self.received_bytes.absolute(total(|s| &s.received_bytes));
+        self.sent_bytes.absolute(total(|s| &s.sent_bytes));
+        self.messages_in.all.absolute(total(|s| &s.in_all));
+        self.messages_in.one.absolute(total(|s| &s.in_one));
+        self.messages_out.all.absolute(total(|s| &s.out_all));
+        self.messages_out.one.absolute(total(|s| &s.out_one));
+        self.replayed.absolute(total(|s| &s.replayed));
         self.connections.set(stats.live_sessions() as f64);
         self.connections_accepted.absolute(stats.total_sessions());
         self.slow_consumers.absolute(stats.slow_consumers());
