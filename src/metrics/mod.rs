@@ -8,11 +8,14 @@
 //! (sends read, deliveries, bytes written: once per read, topic batch or
 //! `writev`) would make every worker thread add to the same few atomics,
 //! and the cache line bouncing between cores costs more than the add; so
-//! each thread adds to its own [`Shard`], uncontended, and a scrape sums
+//! each thread adds to its own `Shard`, uncontended, and a scrape sums
 //! the shards into the handles. What is a state rather than an event
 //! (connections open, bytes owed, memory used) is likewise read from its
 //! owner when `/metrics` is scraped ([`Metrics::observe`]). [`http`] serves
 //! `/metrics`, `/healthz` and `/topics`.
+//!
+//! Like the `metrics` recorder they feed, the counts are process-wide: a
+//! process runs one broker, except in tests, which read [`Stats`] instead.
 
 pub mod http;
 pub mod names;
