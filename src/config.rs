@@ -95,6 +95,10 @@ pub const ABANDON_GRACE: Duration = Duration::from_secs(1);
 /// A consumer owing less than this is never cut off to relieve memory:
 /// cutting it would free almost nothing.
 pub const RELIEVE_MIN_PENDING: usize = PACE_BYTES;
+/// Topics `/topics` lists when no `limit` is given: the largest hundred
+/// answer "which topics hold the memory" without a body the size of the
+/// whole broker.
+pub const DEFAULT_TOPICS_LIMIT: usize = 100;
 
 /// Everything a broker needs besides its listening socket.
 #[derive(Debug, Clone)]

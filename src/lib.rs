@@ -17,6 +17,8 @@
 //! - `subscribers`: the round-robin list behind `delivery: "one"`.
 //! - [`memory`]: the broker-wide memory budget (`--max-memory`).
 //! - [`shutdown`]: the phases of a graceful stop.
+//! - [`metrics`]: the counters Prometheus scrapes, and the HTTP endpoint
+//!   (`--metrics`) serving them with `/healthz` and `/topics`.
 //! - [`config`] (every setting and limit), [`stats`]: settings and counters
 //!   of a running broker; [`units`]: sizes with units on the command line.
 
@@ -24,6 +26,7 @@ pub mod codec;
 pub mod config;
 mod directory;
 pub mod memory;
+pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 mod reader;

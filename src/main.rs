@@ -10,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use mq_actix::config::{self, Config, Limits};
+use mq_actix::metrics::Exporter;
 use mq_actix::server::{self, Broker};
 use mq_actix::shutdown::Outcome;
 use mq_actix::units::parse_byte_size;
@@ -84,6 +85,11 @@ struct Cli {
         default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64()
     )]
     shutdown_timeout: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and
+    /// /topics, e.g. 127.0.0.1:9100 [default: off]. Keep it on a loopback
+    /// address: it has no authentication and names every topic.
+    #[arg(long, env = "MQ_ACTIX_METRICS", value_name = "ADDR")]
+    metrics: Option<String>,
     /// How log lines on stderr are written: for people, or one JSON object
     /// per line for a log collector.
     #[arg(long, env = "MQ_ACTIX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -140,6 +146,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before the broker starts, so that it registers every series with the
+    // recorder this installs.
+    let exporter = match cli.metrics.as_deref().map(Exporter::bind).transpose() {
+        Ok(exporter) => exporter,
+        Err(error) => {
+            eprintln!("mq-actix: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let metrics_addr = exporter.as_ref().and_then(|e| e.local_addr().ok());
+    if let Some(addr) = metrics_addr.filter(|addr| !addr.ip().is_loopback()) {
+        tracing::warn!(
+            "metrics on {addr}, which is not a loopback address: anyone who can reach it \
+             can read every topic's name and size"
+        );
+    }
     server::raise_fd_limit(config.limits.max_connections as u64 + 64);
     let local = listener.local_addr().unwrap_or(addr);
     if !local.ip().is_loopback() {
@@ -153,7 +175,11 @@ fn main() -> ExitCode {
     let system = System::new();
     let broker = system.block_on(async {
         let broker = Broker::start(&config);
-        broker.serve(listener).map(|()| broker)
+        broker.serve(listener)?;
+        if let Some(exporter) = exporter {
+            broker.serve_metrics(exporter)?;
+        }
+        Ok::<_, std::io::Error>(broker)
     });
     let broker = match broker {
         Ok(broker) => broker,
@@ -172,8 +198,13 @@ fn main() -> ExitCode {
             System::current().stop();
         });
     });
+    // One line, the only one on stdout, so that whoever starts the broker
+    // learns both addresses (ports picked with 0 included) at once.
+    let metrics_note = metrics_addr
+        .map(|addr| format!(", metrics on http://{addr}/metrics"))
+        .unwrap_or_default();
     println!(
-        "mq-actix listening on {local} (cache size {})",
+        "mq-actix listening on {local} (cache size {}){metrics_note}",
         config.cache_size
     );
     let result = system.run();

@@ -25,6 +25,8 @@ use tokio::sync::Notify;
 
 use crate::config::{MAX_SLICES, PACE_BYTES};
 use crate::memory::{Consumer, Memory};
+use crate::metrics;
+use crate::protocol::Delivery;
 
 /// Identifies a connection, e.g. to the topics it subscribes to. Taken from
 /// a process-wide counter, so two connections never share one.
@@ -484,6 +486,7 @@ impl Writer {
             }
             let mut left = n;
             let mut finished_overhead = 0;
+            let mut handed_off = 0;
             while let Some(front) = batch.front() {
                 let rest = front.bytes().len() - offset;
                 if left < rest {
@@ -495,9 +498,15 @@ impl Writer {
                 finished_overhead += ITEM_OVERHEAD;
                 if let Some(Outgoing::Handoff(handoff)) = batch.pop_front() {
                     handoff.delivered();
+                    handed_off += 1;
                 }
             }
             self.shared.settle(n + finished_overhead);
+            let metrics = metrics::get();
+            metrics.sent(n);
+            if handed_off > 0 {
+                metrics.messages_out(Delivery::One, handed_off);
+            }
         }
         Ok(())
     }

@@ -16,6 +16,8 @@ use crate::config::{
     MIN_ACCEPT_BACKOFF, SEND_BUFFER,
 };
 use crate::memory::Memory;
+use crate::metrics::http::Observed;
+use crate::metrics::{self, Exporter, Refusal};
 use crate::protocol::ProtocolError;
 use crate::registry::Registry;
 use crate::session::{self, SessionActor};
@@ -59,6 +61,7 @@ impl Broker {
         let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
         let memory = Memory::new(config.limits.max_memory);
+        metrics::register();
         let registry = Registry::new(handles, config.cache_size, memory.clone()).start();
         Broker {
             workers,
@@ -81,6 +84,16 @@ impl Broker {
         };
         actix::spawn(acceptor.run(listener));
         Ok(())
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/topics` until the System stops.
+    pub fn serve_metrics(&self, exporter: Exporter) -> io::Result<()> {
+        exporter.serve(Observed {
+            registry: self.shared.registry.clone(),
+            stats: self.shared.stats.clone(),
+            memory: self.shared.memory.clone(),
+            shutdown: self.shared.shutdown.clone(),
+        })
     }
 
     pub fn registry(&self) -> Addr<Registry> {
@@ -143,6 +156,7 @@ impl Acceptor {
             };
             let Some(admitted) = self.shared.stats.admit() else {
                 tracing::warn!(%peer, "connection refused: --max-connections reached");
+                metrics::get().refused(Refusal::MaxConnections);
                 actix::spawn(turn_away(stream));
                 continue;
             };
@@ -151,6 +165,7 @@ impl Acceptor {
                 Ok(stream) => stream,
                 Err(error) => {
                     tracing::warn!(%peer, %error, "could not hand over a connection");
+                    metrics::get().refused(Refusal::SetupFailed);
                     continue;
                 }
             };
@@ -164,6 +179,7 @@ impl Acceptor {
                     }
                     Err(error) => {
                         tracing::warn!(%peer, %error, "could not register a connection");
+                        metrics::get().refused(Refusal::SetupFailed);
                     }
                 }
             });

@@ -36,8 +36,9 @@ use crate::codec::Framed;
 use crate::config::Limits;
 use crate::directory;
 use crate::memory::Memory;
+use crate::metrics;
 use crate::outbox::{Outbox, Writer, WriterError};
-use crate::protocol::{self, Command, DeliveryTemplate, Line, ProtocolError, OK};
+use crate::protocol::{self, Command, Delivery, DeliveryTemplate, Line, ProtocolError, OK};
 use crate::reader::Lines;
 use crate::registry::{Lookup, Registry};
 use crate::shutdown::Shutdown;
@@ -72,6 +73,9 @@ pub struct SessionActor {
     /// The read side; cancelled when the broker drains for shutdown.
     reading: Option<SpawnHandle>,
     sends: PendingSends,
+    /// Bytes of lines read and not yet counted in the metrics, which are
+    /// told once per read rather than once per line.
+    received: u64,
     closing: bool,
     /// Keeps shutdown waiting until this session is gone.
     _tracked: TaskTrackerToken,
@@ -85,6 +89,9 @@ struct PendingSends {
     order: Vec<usize>,
     /// A handover is scheduled for the end of the current read.
     scheduled: bool,
+    /// How many of them are `delivery: "all"` and `"one"`, for the metrics.
+    all: u64,
+    one: u64,
 }
 
 impl PendingSends {
@@ -100,8 +107,7 @@ impl PendingSends {
                 self.batches.len() - 1
             }
         };
-        self.batches[batch].1.push(publish);
-        self.order.push(batch);
+        self.add(batch, publish);
     }
 
     /// Like `push`, for a topic as the directory knows it: gives the send
@@ -117,9 +123,17 @@ impl PendingSends {
                 self.batches.len() - 1
             }
         };
+        self.add(batch, publish);
+        Ok(())
+    }
+
+    fn add(&mut self, batch: usize, publish: Publish) {
+        match publish.delivery {
+            Delivery::All => self.all += 1,
+            Delivery::One => self.one += 1,
+        }
         self.batches[batch].1.push(publish);
         self.order.push(batch);
-        Ok(())
     }
 }
 
@@ -170,6 +184,7 @@ impl SessionActor {
             subscriptions: HashMap::new(),
             reading: Some(ctx.add_stream(lines)),
             sends: PendingSends::default(),
+            received: 0,
             closing: false,
             _tracked: shared.shutdown.track(),
             shared,
@@ -196,12 +211,17 @@ impl SessionActor {
     fn handle_frame(&mut self, frame: Framed, ctx: &mut Context<Self>) {
         let line = match frame {
             Framed::TooLong => {
-                return self.after_sends(Then::Reply(ProtocolError::LineTooLong.reply()), ctx)
+                metrics::get().parse_error(ProtocolError::LineTooLong);
+                return self.after_sends(Then::Reply(ProtocolError::LineTooLong.reply()), ctx);
             }
             Framed::Line(line) => line,
         };
+        self.received += line.len() as u64;
         let then = match protocol::parse_line(&line) {
-            Err(error) => Then::Reply(error.reply()),
+            Err(error) => {
+                metrics::get().parse_error(error);
+                Then::Reply(error.reply())
+            }
             Ok(Line::Empty) => return,
             Ok(Line::Quit) => Then::Quit,
             Ok(Line::Command(Command::Send(send))) => return self.send(&send, ctx),
@@ -282,6 +302,7 @@ impl SessionActor {
     /// Hands the pending sends to their topics, answers them, then does `then`.
     fn after_sends(&mut self, then: Then, ctx: &mut Context<Self>) {
         let sends = std::mem::take(&mut self.sends);
+        self.count_reads(&sends);
         if sends.is_empty() {
             return self.then(then, ctx);
         }
@@ -292,6 +313,21 @@ impl SessionActor {
             then,
         };
         self.hand_over(handover, ctx);
+    }
+
+    /// Tells the metrics what was read since last time, before any of it
+    /// is answered: whoever sees a reply also sees it counted.
+    fn count_reads(&mut self, sends: &PendingSends) {
+        let metrics = metrics::get();
+        if self.received > 0 {
+            metrics.received(std::mem::take(&mut self.received));
+        }
+        if sends.all > 0 {
+            metrics.messages_in(Delivery::All, sends.all);
+        }
+        if sends.one > 0 {
+            metrics.messages_in(Delivery::One, sends.one);
+        }
     }
 
     fn hand_over(&mut self, mut handover: Handover, ctx: &mut Context<Self>) {
@@ -356,7 +392,13 @@ impl SessionActor {
             replay,
         };
         let sent = topic.addr().send(subscribe);
-        self.subscriptions.insert(name, topic.addr().clone());
+        if self
+            .subscriptions
+            .insert(name, topic.addr().clone())
+            .is_none()
+        {
+            metrics::get().subscriptions(1);
+        }
         ctx.wait(sent.into_actor(self).map(|sent, session, _| {
             if sent.is_err() {
                 session.outbox.reply(ProtocolError::Internal.reply());
@@ -369,6 +411,7 @@ impl SessionActor {
         let Some(topic) = self.subscriptions.remove(name) else {
             return self.outbox.reply(Bytes::from_static(OK));
         };
+        metrics::get().subscriptions(-1);
         let sent = topic.send(topic::Unsubscribe {
             connection: self.outbox.id(),
         });
@@ -430,7 +473,9 @@ impl Actor for SessionActor {
         // Cut off before the end of a read: those sends were received, so
         // they are delivered, though their replies can no longer be sent.
         // The session cannot wait for credit any more, so they overdraw it.
-        for (topic, publishes) in std::mem::take(&mut self.sends).batches {
+        let sends = std::mem::take(&mut self.sends);
+        self.count_reads(&sends);
+        for (topic, publishes) in sends.batches {
             let bytes = publishes.iter().map(Publish::bytes).sum();
             deliver(
                 &topic,
@@ -443,6 +488,7 @@ impl Actor for SessionActor {
                 connection: self.outbox.id(),
             });
         }
+        metrics::get().subscriptions(-(self.subscriptions.len() as isize));
         self.outbox.close();
         tracing::debug!(peer = %self.peer, connection = self.outbox.id(), "disconnected");
     }

@@ -1,5 +1,7 @@
 //! Counters a running broker keeps about itself, readable without stopping
-//! it, and the admission of connections.
+//! it, and the admission of connections. `/metrics` exports them
+//! (`metrics::Metrics::observe` reads them at each scrape), so admission
+//! stays the one place that counts connections.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

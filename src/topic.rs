@@ -41,6 +41,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{DORMANT_AFTER, MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
 use crate::memory::Memory;
+use crate::metrics;
 use crate::outbox::{
     Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver, ReturnAddress,
 };
@@ -264,6 +265,25 @@ pub struct StillShared;
 #[rtype(result = "usize")]
 pub struct SubscriberCount;
 
+/// Asks a topic how large it is, for `/topics`: only the topic knows, and
+/// asking it costs nothing on the per-message path.
+#[derive(Debug, Message)]
+#[rtype(result = "TopicSummary")]
+pub struct Summarize;
+
+/// One topic's answer to [`Summarize`].
+#[derive(Debug, Clone)]
+pub struct TopicSummary {
+    pub name: Arc<str>,
+    /// The index the next message will get: how many it has taken.
+    pub next_index: u64,
+    /// Messages in its cache.
+    pub cached: usize,
+    /// What its cache holds, as the memory budget counts it.
+    pub cached_bytes: usize,
+    pub subscribers: usize,
+}
+
 #[derive(Debug)]
 struct Subscriber {
     outbox: Outbox,
@@ -427,14 +447,17 @@ impl TopicActor {
         // being cut off): either way it receives nothing more.
         let now = Instant::now();
         let mut pace = Pace::default();
+        let mut reached = 0;
         self.subscribers
             .retain(|sub| match sub.outbox.push(Outgoing::Line(lines.clone())) {
                 Ok(backlog) => {
                     pace.add(backlog, now);
+                    reached += 1;
                     true
                 }
                 Err(_) => false,
             });
+        metrics::get().messages_out(Delivery::All, reached * self.batch.ends.len() as u64);
         let mut start = 0;
         let ends = std::mem::take(&mut self.batch.ends);
         for &(index, end, cache) in &ends {
@@ -630,17 +653,20 @@ impl TopicActor {
     fn replay(&mut self, outbox: &Outbox, from: u64, below: u64) {
         let start = self.cache.partition_point(|c| c.index < from);
         let mut i = start;
+        let mut replayed = 0;
         while i < self.cache.len() && self.cache[i].index < below {
             let cached = &self.cache[i];
             if outbox.push(Outgoing::Line(cached.line.clone())).is_err() {
-                return;
+                break;
             }
+            replayed += 1;
             if cached.one {
                 self.cache_remove(i);
             } else {
                 i += 1;
             }
         }
+        metrics::get().replayed(replayed);
     }
 }
 
@@ -649,11 +675,13 @@ impl Actor for TopicActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(topic = %self.name, next_index = self.next_index, "topic started");
+        metrics::get().topics(1);
         self.note_activity(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.memory.sub(self.cache_bytes);
+        metrics::get().topics(-1);
     }
 }
 
@@ -770,6 +798,22 @@ impl Handler<SubscriberCount> for TopicActor {
 
     fn handle(&mut self, _: SubscriberCount, _: &mut Self::Context) -> usize {
         self.subscribers.len()
+    }
+}
+
+impl Handler<Summarize> for TopicActor {
+    type Result = MessageResult<Summarize>;
+
+    fn handle(&mut self, _: Summarize, _: &mut Self::Context) -> Self::Result {
+        // Sends handled before this count as cached, as for a subscriber.
+        self.flush();
+        MessageResult(TopicSummary {
+            name: self.name.clone(),
+            next_index: self.next_index,
+            cached: self.cache.len(),
+            cached_bytes: self.cache_bytes,
+            subscribers: self.subscribers.len(),
+        })
     }
 }
 

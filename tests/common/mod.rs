@@ -26,6 +26,8 @@ pub const QUIET: Duration = Duration::from_millis(200);
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The `--metrics` address, when the server was given one.
+    metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -56,11 +58,25 @@ impl Server {
             .split_whitespace()
             .find_map(|word| word.parse().ok())
             .unwrap_or_else(|| panic!("no address in {first:?}"));
-        Server { child, addr }
+        let metrics = first
+            .split_once("metrics on http://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok());
+        Server {
+            child,
+            addr,
+            metrics,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `--metrics` serves, as the server's listening line says.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .unwrap_or_else(|| panic!("the server was started without --metrics"))
     }
 
     pub fn pid(&self) -> u32 {
