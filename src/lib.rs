@@ -17,6 +17,8 @@
 //! - `subscribers`: the round-robin list behind `delivery: "one"`.
 //! - [`memory`]: the broker-wide memory budget (`--max-memory`).
 //! - [`shutdown`]: the phases of a graceful stop.
+//! - [`security`]: TLS, users and their permissions, the per-address
+//!   connection limit; all off unless asked for.
 //! - [`config`] (every setting and limit), [`stats`]: settings and counters
 //!   of a running broker; [`units`]: sizes with units on the command line.
 
@@ -28,6 +30,7 @@ pub mod outbox;
 pub mod protocol;
 mod reader;
 mod registry;
+pub mod security;
 pub mod server;
 mod session;
 pub mod shutdown;
