@@ -106,6 +106,9 @@ pub const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(500);
 /// and the connection closed, so a guesser must reconnect (and is held to
 /// `--max-connections-per-ip`).
 pub const MAX_AUTH_FAILURES: u32 = 3;
+/// Characters of the user name a failed `auth` logs: the client chose it,
+/// and a megabyte-long name should not make a megabyte-long log line.
+pub const LOGGED_USER_NAME_CHARS: usize = 64;
 /// Password checks running at once. Each argon2 check takes about 19 MiB and
 /// a core for tens of milliseconds: this bounds what a flood of `auth`
 /// commands can cost, while honest logins, rare, do not wait.

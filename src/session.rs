@@ -31,7 +31,7 @@ use bytes::Bytes;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::codec::Framed;
-use crate::config::{Limits, AUTH_FAILURE_DELAY, MAX_AUTH_FAILURES};
+use crate::config::{Limits, AUTH_FAILURE_DELAY, LOGGED_USER_NAME_CHARS, MAX_AUTH_FAILURES};
 use crate::directory;
 use crate::memory::Memory;
 use crate::outbox::{Outbox, Writer, WriterError};
@@ -449,9 +449,11 @@ impl SessionActor {
                     }
                     None => {
                         session.auth_failures += 1;
+                        // The client chose the name: escaped and cut short.
+                        let name: String = name.chars().take(LOGGED_USER_NAME_CHARS).collect();
                         tracing::info!(
                             peer = %session.peer,
-                            user = %name,
+                            user = ?name,
                             failures = session.auth_failures,
                             "authentication failed"
                         );

@@ -292,6 +292,37 @@ async fn sighup_rereads_the_users_file_and_keeps_connections() {
 }
 
 #[tokio::test]
+async fn the_users_file_and_the_per_ip_limit_can_come_from_the_environment() {
+    let file = TempFile::new("environment", &users());
+    let mut child = Command::new(BIN)
+        .arg("0")
+        .env("MQ_ACTIX_USERS", file.path())
+        .env("MQ_ACTIX_MAX_CONNECTIONS_PER_IP", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start mq-actix");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the listening line");
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let mut first = Client::connect(addr).await;
+    first
+        .send(r#"{"command": "subscribe", "topic": "t"}"#)
+        .await;
+    first.expect_error("Authentication required").await;
+    let mut second = Client::connect(addr).await;
+    second.expect_error("Too many connections").await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
 async fn a_bad_users_file_stops_the_start_with_one_line() {
     let missing = Path::new("/nonexistent/users.toml");
     let file = TempFile::new("bad", "[[user]]\nname = \"x\"\npassword_hash = \"plain\"\n");

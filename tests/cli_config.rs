@@ -12,7 +12,7 @@ use common::{delivered, Client, BIN, WAIT};
 
 /// Every variable the broker reads, so that none leaks in from the
 /// environment the tests run in.
-const VARIABLES: [&str; 10] = [
+const VARIABLES: [&str; 17] = [
     "MQ_ACTIX_PORT",
     "MQ_ACTIX_CACHE_SIZE",
     "MQ_ACTIX_BIND",
@@ -22,6 +22,13 @@ const VARIABLES: [&str; 10] = [
     "MQ_ACTIX_WORKERS",
     "MQ_ACTIX_SHUTDOWN_TIMEOUT",
     "MQ_ACTIX_LOG_FORMAT",
+    "MQ_ACTIX_MAX_CONNECTIONS_PER_IP",
+    "MQ_ACTIX_TLS_PORT",
+    "MQ_ACTIX_TLS_CERT",
+    "MQ_ACTIX_TLS_KEY",
+    "MQ_ACTIX_TLS_CLIENT_CA",
+    "MQ_ACTIX_NO_PLAIN",
+    "MQ_ACTIX_USERS",
     "RUST_LOG",
 ];
 

@@ -222,6 +222,37 @@ async fn plain_text_to_the_tls_port_is_dropped_and_hurts_no_one() {
     secure.expect(delivered("t", "still here", "all", 0)).await;
 }
 
+/// A client that connects to the TLS port and says nothing holds its
+/// connection slot only until the handshake times out.
+#[tokio::test]
+async fn a_silent_client_on_the_tls_port_gives_its_slot_back() {
+    let pki = Pki::new("silent");
+    let (_server, tls) = start(&pki, &["--no-plain", "--max-connections", "1"]);
+    let mut silent = TcpStream::connect(tls).await.expect("connect");
+    let mut connected = None;
+    for _ in 0..300 {
+        // Refused while the slot is taken: the refusal is plain text, which
+        // the TLS client cannot read as a handshake.
+        if let Ok(mut client) = pki.connect(tls, None).await {
+            client
+                .send(r#"{"command": "subscribe", "topic": "t"}"#)
+                .await;
+            if client.try_recv().await == Some(json!({"success": true})) {
+                connected = Some(client);
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(connected.is_some(), "the silent client kept the only slot");
+    let mut rest = Vec::new();
+    let read = timeout(WAIT, silent.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent client was not dropped: {read:?}"
+    );
+}
+
 #[tokio::test]
 async fn with_no_plain_only_tls_listens() {
     let pki = Pki::new("no-plain");
