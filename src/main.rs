@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::System;
 use clap::{CommandFactory, Parser, ValueEnum};
 use clap_complete::Shell;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use mq_actix::config::{self, Config, Limits};
@@ -270,7 +270,17 @@ fn main() -> ExitCode {
             broker.serve_tls(listener, tls)?;
         }
         if let Some(users) = users {
-            actix::spawn(reload_on_hangup(users));
+            // Listening now, before the first line is printed, so that no
+            // SIGHUP finds the default action (exit) still in place.
+            match signal(SignalKind::hangup()) {
+                Ok(hangup) => {
+                    actix::spawn(reload_on_hangup(users, hangup));
+                }
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot listen for SIGHUP: the users file will not be re-read"
+                ),
+            }
         }
         Ok::<_, std::io::Error>(broker)
     });
@@ -394,14 +404,7 @@ fn hash_password() -> ExitCode {
 
 /// Re-reads the users file on each SIGHUP; open connections keep the user
 /// they logged in as, and a file that does not load changes nothing.
-async fn reload_on_hangup(users: Arc<Authenticator>) {
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(hangup) => hangup,
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP: the users file will not be re-read");
-            return;
-        }
-    };
+async fn reload_on_hangup(users: Arc<Authenticator>, mut hangup: Signal) {
     while hangup.recv().await.is_some() {
         match users.reload() {
             Ok(count) => tracing::info!(users = count, "users file re-read"),

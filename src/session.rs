@@ -60,6 +60,7 @@ pub struct Shared {
     pub shutdown: Shutdown,
     /// `--users`; `None`: no authentication, every command allowed.
     pub users: Option<Arc<Authenticator>>,
+    /// `--max-connections-per-ip`, which the acceptors check.
     pub per_ip: Arc<PerIp>,
 }
 
