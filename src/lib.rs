@@ -19,6 +19,8 @@
 //! - [`shutdown`]: the phases of a graceful stop.
 //! - [`metrics`]: the counters Prometheus scrapes, and the HTTP endpoint
 //!   (`--metrics`) serving them with `/healthz` and `/topics`.
+//! - [`security`]: TLS, users and their permissions, the per-address
+//!   connection limit; all off unless asked for.
 //! - [`config`] (every setting and limit), [`stats`]: settings and counters
 //!   of a running broker; [`units`]: sizes with units on the command line.
 
@@ -31,6 +33,7 @@ pub mod outbox;
 pub mod protocol;
 mod reader;
 mod registry;
+pub mod security;
 pub mod server;
 mod session;
 pub mod shutdown;

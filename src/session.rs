@@ -28,12 +28,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::codec::Framed;
-use crate::config::Limits;
+use crate::config::{Limits, AUTH_FAILURE_DELAY, LOGGED_USER_NAME_CHARS, MAX_AUTH_FAILURES};
 use crate::directory;
 use crate::memory::Memory;
 use crate::metrics;
@@ -41,6 +39,9 @@ use crate::outbox::{Outbox, Writer, WriterError};
 use crate::protocol::{self, Command, Delivery, DeliveryTemplate, Line, ProtocolError, OK};
 use crate::reader::Lines;
 use crate::registry::{Lookup, Registry};
+use crate::security::limits::PerIp;
+use crate::security::tls::{Connection, Sink};
+use crate::security::users::{Authenticator, User};
 use crate::shutdown::Shutdown;
 use crate::stats::{Admitted, Stats};
 use crate::topic::{self, Publish, PublishBatch, TopicActor, TopicHandle, WeakTopic};
@@ -58,6 +59,46 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     pub memory: Arc<Memory>,
     pub shutdown: Shutdown,
+    /// `--users`; `None`: no authentication, every command allowed.
+    pub users: Option<Arc<Authenticator>>,
+    /// `--max-connections-per-ip`, which the acceptors check.
+    pub per_ip: Arc<PerIp>,
+}
+
+/// What a connection may do.
+enum Access {
+    /// Authentication is off: everything.
+    Open,
+    /// `--users` is on and the client has not authenticated yet.
+    Required,
+    /// Authenticated, by password or client certificate.
+    As(Arc<User>),
+}
+
+impl Access {
+    /// Refuses a command the connection may not run.
+    fn check(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
+        let user = match self {
+            Access::Open => return Ok(()),
+            Access::Required => return Err(ProtocolError::AuthenticationRequired),
+            Access::As(user) => user,
+        };
+        let allowed = match command {
+            Command::Send(send) => user.permissions.publish.allows(&send.topic),
+            Command::Subscribe(sub) => user.permissions.subscribe.allows(&sub.topic),
+            // Leaving a topic needs no permission.
+            Command::Unsubscribe { .. } => true,
+        };
+        allowed.then_some(()).ok_or(ProtocolError::PermissionDenied)
+    }
+
+    /// Whether a subscription to `topic` may replay its cached history.
+    fn may_replay(&self, topic: &str) -> bool {
+        match self {
+            Access::As(user) => user.permissions.replay.allows(topic),
+            Access::Open | Access::Required => true,
+        }
+    }
 }
 
 /// One client connection.
@@ -67,7 +108,7 @@ pub struct SessionActor {
     outbox: Outbox,
     /// The writer task's parts until it starts, with the connection's
     /// admission, which lasts as long as its socket.
-    writer: Option<(Writer, OwnedWriteHalf, Admitted)>,
+    writer: Option<(Writer, Sink, Admitted)>,
     /// The topics this connection subscribes to.
     subscriptions: HashMap<Box<str>, Addr<TopicActor>>,
     /// The read side; cancelled when the broker drains for shutdown.
@@ -77,6 +118,10 @@ pub struct SessionActor {
     /// told once per read rather than once per line.
     received: u64,
     closing: bool,
+    access: Access,
+    /// `auth` commands that failed; at [`MAX_AUTH_FAILURES`] the connection
+    /// is closed.
+    auth_failures: u32,
     /// Keeps shutdown waiting until this session is gone.
     _tracked: TaskTrackerToken,
 }
@@ -156,20 +201,36 @@ enum Then {
         replay: bool,
     },
     Unsubscribe(Box<str>),
+    Auth {
+        user: String,
+        password: String,
+    },
     Reply(Bytes),
     Quit,
     Stop,
 }
 
 impl SessionActor {
-    /// Starts the session for `stream` on the current thread's arbiter.
+    /// Starts the session for `connection` on the current thread's arbiter.
+    /// A client certificate whose common name is a user's logs in as that
+    /// user.
     pub fn start(
-        stream: TcpStream,
+        connection: Connection,
         peer: SocketAddr,
         admitted: Admitted,
         shared: Shared,
     ) -> Addr<SessionActor> {
-        let (read, write) = stream.into_split();
+        let access = match &shared.users {
+            None => Access::Open,
+            Some(users) => match connection.client_name().and_then(|name| users.user(&name)) {
+                Some(user) => {
+                    tracing::debug!(%peer, user = %user.name, "authenticated by certificate");
+                    Access::As(user)
+                }
+                None => Access::Required,
+            },
+        };
+        let (read, write) = connection.split();
         let (outbox, writer) = Outbox::new(shared.limits.max_pending, shared.memory.clone());
         let lines = Lines::new(
             read,
@@ -186,6 +247,8 @@ impl SessionActor {
             sends: PendingSends::default(),
             received: 0,
             closing: false,
+            access,
+            auth_failures: 0,
             _tracked: shared.shutdown.track(),
             shared,
         })
@@ -224,13 +287,26 @@ impl SessionActor {
             }
             Ok(Line::Empty) => return,
             Ok(Line::Quit) => Then::Quit,
-            Ok(Line::Command(Command::Send(send))) => return self.send(&send, ctx),
-            Ok(Line::Command(Command::Subscribe(sub))) => Then::Subscribe {
-                topic: sub.topic.into(),
-                last_seen: sub.last_seen,
-                replay: sub.cache,
+            // Without --users, `auth` is no command, as in the core protocol.
+            Ok(Line::Auth(_)) if self.shared.users.is_none() => {
+                Then::Reply(ProtocolError::Malformed.reply())
+            }
+            Ok(Line::Auth(auth)) => Then::Auth {
+                user: auth.user.into_owned(),
+                password: auth.password.0.into_owned(),
             },
-            Ok(Line::Command(Command::Unsubscribe { topic })) => Then::Unsubscribe(topic.into()),
+            Ok(Line::Command(command)) => match self.access.check(&command) {
+                Err(refused) => Then::Reply(refused.reply()),
+                Ok(()) => match command {
+                    Command::Send(send) => return self.send(&send, ctx),
+                    Command::Subscribe(sub) => Then::Subscribe {
+                        replay: sub.cache && self.access.may_replay(&sub.topic),
+                        topic: sub.topic.into(),
+                        last_seen: sub.last_seen,
+                    },
+                    Command::Unsubscribe { topic } => Then::Unsubscribe(topic.into()),
+                },
+            },
         };
         self.after_sends(then, ctx);
     }
@@ -367,6 +443,7 @@ impl SessionActor {
                 })
             }
             Then::Unsubscribe(topic) => self.unsubscribe(&topic, ctx),
+            Then::Auth { user, password } => self.authenticate(user, password, ctx),
             Then::Reply(reply) => self.outbox.reply(reply),
             Then::Quit => {
                 self.closing = true;
@@ -404,6 +481,53 @@ impl SessionActor {
                 session.outbox.reply(ProtocolError::Internal.reply());
             }
         }));
+    }
+
+    /// Checks a password off this thread, reading nothing meanwhile, so the
+    /// lines after `auth` run as the user it logs in (or not). A failure is
+    /// answered only after [`AUTH_FAILURE_DELAY`]; the last one allowed
+    /// also closes the connection. A success replaces the user the
+    /// connection had; a failure leaves it as it was.
+    fn authenticate(&mut self, name: String, password: String, ctx: &mut Context<Self>) {
+        let Some(users) = self.shared.users.clone() else {
+            return self.outbox.reply(ProtocolError::Malformed.reply());
+        };
+        let checked = async move {
+            let user = users.verify(&name, password).await;
+            if user.is_none() {
+                tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+            }
+            (name, user)
+        };
+        ctx.wait(
+            checked
+                .into_actor(self)
+                .map(|(name, user), session, ctx| match user {
+                    Some(user) => {
+                        tracing::debug!(peer = %session.peer, user = %user.name, "authenticated");
+                        session.access = Access::As(user);
+                        session.outbox.reply(Bytes::from_static(OK));
+                    }
+                    None => {
+                        session.auth_failures += 1;
+                        // The client chose the name: escaped and cut short.
+                        let name: String = name.chars().take(LOGGED_USER_NAME_CHARS).collect();
+                        tracing::info!(
+                            peer = %session.peer,
+                            user = ?name,
+                            failures = session.auth_failures,
+                            "authentication failed"
+                        );
+                        session
+                            .outbox
+                            .reply(ProtocolError::AuthenticationFailed.reply());
+                        if session.auth_failures >= MAX_AUTH_FAILURES {
+                            session.closing = true;
+                            ctx.stop();
+                        }
+                    }
+                }),
+        );
     }
 
     /// Always answered with success; only a subscription needs its topic told.

@@ -18,10 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Every series `/metrics` exports, with each of its labels.
-const SERIES: [&str; 20] = [
+const SERIES: [&str; 21] = [
     "mq_connections",
     "mq_connections_accepted_total",
     "mq_connections_refused_total{reason=\"max_connections\"}",
+    "mq_connections_refused_total{reason=\"max_connections_per_ip\"}",
     "mq_connections_refused_total{reason=\"setup_failed\"}",
     "mq_subscriptions",
     "mq_topics",

@@ -45,6 +45,8 @@ const PARSE_REASONS: [(ProtocolError, &str); 4] = [
 pub enum Refusal {
     /// `--max-connections` were open.
     MaxConnections,
+    /// `--max-connections-per-ip` were open from the peer's address.
+    MaxConnectionsPerIp,
     /// The accepted socket could not be handed to a worker thread.
     SetupFailed,
 }
@@ -108,6 +110,7 @@ impl ByDelivery {
 /// Every series the broker exports, as handles registered once.
 pub struct Metrics {
     refused_max_connections: Counter,
+    refused_max_connections_per_ip: Counter,
     refused_setup_failed: Counter,
     subscriptions: Gauge,
     topics: Gauge,
@@ -153,6 +156,9 @@ impl Metrics {
             refused_max_connections: counter!(
                 names::CONNECTIONS_REFUSED, "reason" => "max_connections"
             ),
+            refused_max_connections_per_ip: counter!(
+                names::CONNECTIONS_REFUSED, "reason" => "max_connections_per_ip"
+            ),
             refused_setup_failed: counter!(names::CONNECTIONS_REFUSED, "reason" => "setup_failed"),
             subscriptions: gauge!(names::SUBSCRIPTIONS),
             topics: gauge!(names::TOPICS),
@@ -176,6 +182,7 @@ impl Metrics {
     pub fn refused(&self, why: Refusal) {
         match why {
             Refusal::MaxConnections => self.refused_max_connections.increment(1),
+            Refusal::MaxConnectionsPerIp => self.refused_max_connections_per_ip.increment(1),
             Refusal::SetupFailed => self.refused_setup_failed.increment(1),
         }
     }

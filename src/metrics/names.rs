@@ -42,8 +42,8 @@ pub const HELP: &[(&str, &str)] = &[
     (CONNECTIONS_ACCEPTED, "Connections accepted since start."),
     (
         CONNECTIONS_REFUSED,
-        "Connections turned away: max_connections (--max-connections reached) or \
-         setup_failed (the socket could not be handed to a worker).",
+        "Connections turned away: max_connections (--max-connections reached), \
+         max_connections_per_ip (--max-connections-per-ip reached) or setup_failed (the socket could not be handed to a worker).",
     ),
     (
         SUBSCRIPTIONS,

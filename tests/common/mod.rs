@@ -69,6 +69,41 @@ impl Server {
         }
     }
 
+    /// Started with `--tls-port 0` (and the other `args`): the server and
+    /// its TLS address, read from the listening line (`... and with TLS on
+    /// ADDR ...`, or `listening with TLS on ADDR` with `--no-plain`, where
+    /// [`Server::addr`] is the TLS address too).
+    pub fn start_tls(args: &[&str], stderr: Stdio) -> (Server, SocketAddr) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
+            .args(["0", "--tls-port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start mq-actix");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("read the listening line");
+        let mut addrs = first.split_whitespace().filter_map(|w| w.parse().ok());
+        let addr = addrs
+            .next()
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let tls = first
+            .split("TLS on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|word| word.parse().ok())
+            .unwrap_or_else(|| panic!("no TLS address in {first:?}"));
+        let server = Server {
+            child,
+            addr,
+            metrics: None,
+        };
+        (server, tls)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -156,6 +191,21 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects to `addr` from the local address `from` (any port): on
+    /// Linux every 127.x.y.z address is this machine, so a test can be
+    /// several clients' addresses at once.
+    pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind");
+        let stream = socket.connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (read, write) = stream.into_split();
+        Client {
+            reader: AsyncBufReader::new(read),
+            writer: write,
+        }
+    }
+
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
