@@ -132,15 +132,36 @@ async fn count_oks(mut stream: impl AsyncRead + Unpin, oks: Arc<AtomicU64>, stop
     }
 }
 
+/// `name` from the environment, or `default`: how the figures in
+/// docs/ROBUSTNESS.md lengthen a run.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Sends `line` every 50 ms until a reply's `success` is `success`, which
+/// must come within [`WAIT`]; that reply.
+async fn send_until(publisher: &mut Client, line: &str, success: bool, what: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher.send(line).await;
+        let reply = publisher.recv().await;
+        if reply["success"] == Value::Bool(success) {
+            return reply;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Case 1 of the stress issue: a subscriber reading about 800 KB/s and a
 /// publisher flooding its topic. The publisher must be slowed to the
 /// reader's pace (or the reader cut off); the server must not grow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_slows_its_publisher_and_the_server_stays_small() {
-    let secs: u64 = std::env::var("STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs: u64 = env_or("STRESS_SECS", 5);
     let server = Server::start();
     let mut reader = connect_small(server.addr(), 16 * 1024).await;
     subscribe_raw(&mut reader, "slow").await;
@@ -469,15 +490,7 @@ async fn at_max_memory_sends_are_refused_and_the_slowest_consumer_is_cut() {
     };
     assert!(closed, "the slowest consumer was not cut off");
     // ...and the memory it held is free again: sends are taken.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher.send(&line).await;
-        if publisher.recv().await["success"] == Value::Bool(true) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sends were never taken again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    send_until(&mut publisher, &line, true, "sends were never taken again").await;
 }
 
 /// Shutdown that runs out of time says so: a distinct exit status, and a
@@ -511,10 +524,7 @@ async fn a_shutdown_deadline_with_undelivered_messages_exits_3_and_says_how_many
 /// the number of 1 MB partial lines (docs/ROBUSTNESS.md quotes 1,000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_lines_count_toward_max_memory_until_the_line_timeout() {
-    let connections: usize = std::env::var("PARTIAL_CONNS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(100);
+    let connections: usize = env_or("PARTIAL_CONNS", 100);
     // Below what the partial lines hold, so they alone reach it.
     let limit = connections * 1_000_000 / 2;
     let server = Server::start_with(&["--max-memory", &limit.to_string(), "--line-timeout", "3"]);
@@ -530,23 +540,13 @@ async fn partial_lines_count_toward_max_memory_until_the_line_timeout() {
     }
     let mut publisher = Client::connect(server.addr()).await;
     let line = send_line("partial", "m", "all");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher.send(&line).await;
-        let reply = publisher.recv().await;
-        if reply["success"] == Value::Bool(false) {
-            assert_eq!(
-                reply,
-                serde_json::json!({"success": false, "reason": "Server out of memory"})
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{connections} MB of partial lines never reached a {limit}-byte --max-memory"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what =
+        format!("{connections} MB of partial lines never reached a {limit}-byte --max-memory");
+    let reply = send_until(&mut publisher, &line, false, &what).await;
+    assert_eq!(
+        reply,
+        serde_json::json!({"success": false, "reason": "Server out of memory"})
+    );
     let held = server.rss_kib();
     for client in &mut partial {
         let mut byte = [0u8; 1];
@@ -556,18 +556,8 @@ async fn partial_lines_count_toward_max_memory_until_the_line_timeout() {
             "a partial line outlived --line-timeout: {read:?}"
         );
     }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher.send(&line).await;
-        if publisher.recv().await["success"] == Value::Bool(true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sends were refused after the partial lines were closed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = "sends were refused after the partial lines were closed";
+    send_until(&mut publisher, &line, true, what).await;
     eprintln!(
         "partial lines: RSS {before} KiB before, {held} KiB holding {connections} x 1 MB, {} KiB after the line timeout",
         server.rss_kib()

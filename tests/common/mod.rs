@@ -42,18 +42,7 @@ impl Server {
 
     /// Like [`Server::start_with`], with the server's stderr going to `stderr`.
     pub fn start_logging(args: &[&str], stderr: Stdio) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
-            .arg("0")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start mq-actix");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read the listening line");
+        let (child, first) = spawn_listening(&["0"], args, stderr);
         let addr = first
             .split_whitespace()
             .find_map(|word| word.parse().ok())
@@ -74,18 +63,7 @@ impl Server {
     /// ADDR ...`, or `listening with TLS on ADDR` with `--no-plain`, where
     /// [`Server::addr`] is the TLS address too).
     pub fn start_tls(args: &[&str], stderr: Stdio) -> (Server, SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
-            .args(["0", "--tls-port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start mq-actix");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read the listening line");
+        let (child, first) = spawn_listening(&["0", "--tls-port", "0"], args, stderr);
         let mut addrs = first.split_whitespace().filter_map(|w| w.parse().ok());
         let addr = addrs
             .next()
@@ -165,6 +143,24 @@ impl Server {
     pub async fn client(&self) -> Client {
         Client::connect(self.addr).await
     }
+}
+
+/// The broker started with `first` then `args`, and the line it prints
+/// once it listens.
+fn spawn_listening(first: &[&str], args: &[&str], stderr: Stdio) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
+        .args(first)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start mq-actix");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    (child, line)
 }
 
 /// One `kB` figure of `/proc/PID/status`.
