@@ -5,9 +5,11 @@
 # when missing, runs every loadgen scenario against mq-actix, Redis and NATS
 # (each server started afresh for each run, on a free 127.0.0.1 port, and
 # its peak resident memory read from /proc), runs the criterion benchmarks,
-# records the machine, and finally redraws the charts and rewrites the
-# tables of results/README.md with results-render. Every figure in the
-# README comes from the files this script writes into results/data/.
+# records the machine and its load (before the build, at the start of each
+# case and at the end, in results/data/load.jsonl), and finally redraws
+# the charts and rewrites the tables of results/README.md with
+# results-render. Every figure in the README comes from the files this
+# script writes into results/data/.
 #
 #   results/run.sh               the full run: about 25 minutes on 2 cores
 #   QUICK=1 results/run.sh       a smoke run of a few minutes; NOT results
@@ -75,11 +77,56 @@ RENDER=$BIN/results-render
 # Where criterion writes, by its own rules.
 CRITERION_DIR=${CRITERION_HOME:-$TARGET_DIR/criterion}
 DATA=$ROOT/results/data
+# The load samples, one JSON object a line.
+LOAD=$DATA/load.jsonl
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
 FAILED=()
 
 say() { printf '\n== %s\n' "$*"; }
 has() { [[ " $1 " == *" $2 "* ]]; }
+
+json_string() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+json_list() {
+    local item out=
+    for item in $1; do out+="${out:+, }$(json_string "$item")"; done
+    printf '[%s]' "$out"
+}
+
+# One line of JSON on what the machine is doing, labelled WHEN ($1): the
+# load averages of /proc/loadavg, and how many tasks other than this
+# script were runnable, averaged over ten looks 0.1 s apart. It is taken
+# when no server or loadgen of ours runs, so the runnable count is everyone
+# else's, while the load averages still carry our own earlier runs: the
+# renderer judges the load averages of the sample before the build only,
+# and the runnable count of every sample (results/render/src/machine.rs).
+sample_load() {
+    local one five fifteen tasks rest i others=0
+    for ((i = 0; i < 10; i++)); do
+        read -r one five fifteen tasks rest </proc/loadavg
+        # The runnable count includes this shell, which is reading.
+        others=$((others + ${tasks%/*} - 1))
+        sleep 0.1
+    done
+    printf '{"when": %s, "at": "%s", "load_1m": %s, "load_5m": %s, "load_15m": %s, "others_runnable": %s}\n' \
+        "$(json_string "$1")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$one" "$five" "$fifteen" \
+        "$(awk -v sum="$others" 'BEGIN { printf "%.1f", sum / 10 }')"
+}
+
+# PATH as commands.txt shows it: relative to the repo, and a binary built
+# outside it (CARGO_TARGET_DIR elsewhere) as cargo's default target/release/
+# would hold it, so that no path of the machine that ran is recorded.
+shown_path() {
+    if [[ $1 == "$ROOT"/* ]]; then
+        echo "${1#"$ROOT"/}"
+    else
+        echo "target/release/${1##*/}"
+    fi
+}
 
 # --- the server under test: one child process at a time -------------------
 
@@ -123,10 +170,11 @@ free_port() {
     return 1
 }
 
-# The command line that starts SERVER on PORT, in the foreground.
+# The command line that starts SERVER ($1) on PORT ($2), in the foreground;
+# $3, when given, is the path of mq-actix's binary to write instead of $MQ.
 server_command() {
     case $1 in
-    mq-actix) echo "$MQ $2 $CACHE_SIZE" ;;
+    mq-actix) echo "${3:-$MQ} $2 $CACHE_SIZE" ;;
     # Persistence off; the same 64 MB per-client output limit as mq-actix's
     # --max-pending and NATS's max_pending; room for CONNS clients.
     redis) echo "redis-server --port $2 --bind 127.0.0.1 --save '' --appendonly no" \
@@ -186,6 +234,7 @@ run_case() {
     shift 3
     has "$SERVERS" "$server" || return 0
     read -ra extra <<<"$(proto_args "$server")"
+    sample_load "at the start of $case against $server" >>"$LOAD"
     say "$case against $server ($RUNS run(s)): loadgen $scenario $*"
     for ((run = 1; run <= RUNS; run++)); do
         base=$case--$server--$run
@@ -200,7 +249,7 @@ run_case() {
             local shown="${args[*]} --json results/data/$base.json"
             shown=${shown//127.0.0.1:$PORT/127.0.0.1:\$PORT}
             shown=${shown//--server-pid $SERVER_PID/--server-pid \$SERVER_PID}
-            echo "${LOADGEN#"$ROOT"/} ${shown//--1.json/--\$RUN.json}" >>"$DATA/commands.txt"
+            echo "$(shown_path "$LOADGEN") ${shown//--1.json/--\$RUN.json}" >>"$DATA/commands.txt"
         fi
         before=$(proc_kib "$SERVER_PID" VmRSS)
         status=0
@@ -226,6 +275,10 @@ run_case() {
 }
 
 # --- build, servers, data directory ---------------------------------------
+
+# Before anything of ours runs: the only sample whose load averages say
+# what the machine was doing without us.
+load_before=$(sample_load "before the build")
 
 say "building release binaries (cargo build --release --workspace)"
 cargo build --release --workspace
@@ -264,23 +317,14 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 mkdir -p "$DATA"
 if [[ $KEEP != 1 ]]; then
-    rm -f "$DATA"/*--*--*.json "$DATA/commands.txt"
+    rm -f "$DATA"/*--*--*.json "$DATA/commands.txt" "$LOAD"
 fi
+echo "$load_before" >>"$LOAD"
 for server in $SERVERS; do
-    echo "$(server_command "$server" '$PORT' | sed "s|^$ROOT/||")" >>"$DATA/commands.txt"
+    # A literal $PORT: the port differs from run to run.
+    # shellcheck disable=SC2016
+    server_command "$server" '$PORT' "$(shown_path "$MQ")" >>"$DATA/commands.txt"
 done
-
-json_string() {
-    local s=$1
-    s=${s//\\/\\\\}
-    s=${s//\"/\\\"}
-    printf '"%s"' "$s"
-}
-json_list() {
-    local item out=
-    for item in $1; do out+="${out:+, }$(json_string "$item")"; done
-    printf '[%s]' "$out"
-}
 
 cat >"$DATA/run.json" <<EOF
 {"quick": $([[ $QUICK == 1 ]] && echo true || echo false), "kept_earlier_runs": $([[ $KEEP == 1 ]] && echo true || echo false), "runs": $RUNS, "duration_s": $DURATION, "hold_s": $HOLD, "servers": $(json_list "$SERVERS"), "scenarios": $(json_list "$SCENARIOS")}
@@ -289,6 +333,7 @@ EOF
 version_of() { command -v "$1" >/dev/null && "$1" --version 2>&1 | head -n 1 || echo "not installed"; }
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || revision+=" (with uncommitted changes)"
+# shellcheck source=/dev/null
 cat >"$DATA/machine.json" <<EOF
 {
   "cpu": $(json_string "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"),
@@ -300,8 +345,7 @@ cat >"$DATA/machine.json" <<EOF
   "redis": $(json_string "$(version_of redis-server)"),
   "nats": $(json_string "$(version_of nats-server)"),
   "git_revision": $(json_string "$revision"),
-  "date": $(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),
-  "load": $(json_string "$(cut -d' ' -f1-3 /proc/loadavg)")
+  "date": $(json_string "$(date -u +%Y-%m-%dT%H:%M:%SZ)")
 }
 EOF
 
@@ -383,6 +427,8 @@ else
 fi
 
 # --- charts and tables ----------------------------------------------------
+
+sample_load "after the runs and the benchmarks" >>"$LOAD"
 
 # One line per command, in the order first run (KEEP=1 appends to the log).
 awk '!seen[$0]++' "$DATA/commands.txt" >"$DATA/commands.txt.new"

@@ -7,6 +7,8 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
 
+use crate::config::MAX_READ_BUFFER;
+
 /// One frame from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Framed {
@@ -93,9 +95,6 @@ impl Decoder for LineCodec {
         Ok(frame)
     }
 }
-
-/// Largest read buffer a busy connection grows to.
-const MAX_READ_BUFFER: usize = 16 * 1024;
 
 /// A connection starts with a small read buffer, so idle ones cost little;
 /// one whose last read filled the buffer is sending a lot, so the buffer

@@ -4,7 +4,10 @@
 //! below are the tuning values that have no flag, each with the reason for
 //! its value. `docs/PROTOCOL.md` refers here rather than repeating numbers.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::security::users::Authenticator;
 
 /// Port when none is given, as the existing servers.
 pub const DEFAULT_PORT: u16 = 7000;
@@ -52,8 +55,20 @@ pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 /// Initial read buffer per connection; it grows for longer lines. Small
 /// because an idle connection should cost little memory.
 pub const READ_BUFFER: usize = 512;
+/// Largest read buffer a busy connection's doubling grows to: enough for a
+/// read to take many short lines at once, small enough that thousands of
+/// busy publishers cost little. Longer lines still fit: the buffer grows
+/// past this for a line that needs it, up to `--max-line`.
+pub const MAX_READ_BUFFER: usize = 16 * 1024;
 /// Slices per `writev`; Linux refuses more than 1024 (`IOV_MAX`) in one call.
 pub const MAX_SLICES: usize = 1024;
+
+/// How long a topic must go without a subscriber, a cached message or any
+/// command before its actor is retired, leaving only its name and counter
+/// in the registry until it is named again. Long enough that a topic used
+/// every second or so keeps its actor (reviving one costs a registry round
+/// trip); short enough that topics named once soon stop costing an actor.
+pub const DORMANT_AFTER: Duration = Duration::from_secs(2);
 
 /// A topic hands its pending `delivery: "all"` lines to the subscribers once
 /// they reach this size, even if more sends are waiting, so one batch stays
@@ -83,6 +98,37 @@ pub const ABANDON_GRACE: Duration = Duration::from_secs(1);
 /// A consumer owing less than this is never cut off to relieve memory:
 /// cutting it would free almost nothing.
 pub const RELIEVE_MIN_PENDING: usize = PACE_BYTES;
+/// Topics `/topics` lists when no `limit` is given: the largest hundred
+/// answer "which topics hold the memory" without a body the size of the
+/// whole broker.
+pub const DEFAULT_TOPICS_LIMIT: usize = 100;
+
+/// `--max-connections-per-ip` is `--max-connections` divided by this unless
+/// given: one address (a client, or a host behind one NAT) can then hold a
+/// quarter of the slots, so it takes four to lock everyone out, while a
+/// gateway or a benchmark host with thousands of clients still fits.
+pub const PER_IP_SHARE: usize = 4;
+/// ...but never fewer than this (or all of them, if there are fewer), so
+/// that a small `--max-connections` does not leave one address a handful.
+pub const MIN_CONNECTIONS_PER_IP: usize = 1024;
+/// How long a TLS client may take over its handshake before it is dropped:
+/// its socket holds a connection slot meanwhile, and a real client needs a
+/// few round trips, not seconds.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a wrong password waits for its answer, so that guessing is slow
+/// even from many connections; too short for a person to notice.
+pub const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(500);
+/// Failed `auth` commands a connection may send; the last one is answered
+/// and the connection closed, so a guesser must reconnect (and is held to
+/// `--max-connections-per-ip`).
+pub const MAX_AUTH_FAILURES: u32 = 3;
+/// Characters of the user name a failed `auth` logs: the client chose it,
+/// and a megabyte-long name should not make a megabyte-long log line.
+pub const LOGGED_USER_NAME_CHARS: usize = 64;
+/// Password checks running at once. Each argon2 check takes about 19 MiB and
+/// a core for tens of milliseconds: this bounds what a flood of `auth`
+/// commands can cost, while honest logins, rare, do not wait.
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 
 /// `--data-dir`: indexes a topic reserves on disk at a time. A topic hands
 /// out only indexes below a lease that a synced commit holds, so a crash
@@ -109,6 +155,9 @@ pub struct Config {
     pub workers: usize,
     /// The bounds that protect the broker and its clients.
     pub limits: Limits,
+    /// `--users`: who may connect and what each may do; `None` lets every
+    /// client do everything, as the plain protocol does.
+    pub users: Option<Arc<Authenticator>>,
 }
 
 /// The bounds that keep one client from hurting the others, or the broker as
@@ -130,6 +179,9 @@ pub struct Limits {
     /// How long a connection may hold an unfinished line before it is
     /// closed.
     pub line_timeout: Duration,
+    /// Open connections from one IP address before new ones from it are
+    /// refused with `Too many connections`.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Config {
@@ -138,6 +190,7 @@ impl Default for Config {
             cache_size: DEFAULT_CACHE_SIZE,
             workers: default_workers(),
             limits: Limits::default(),
+            users: None,
         }
     }
 }
@@ -150,8 +203,15 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_memory: default_max_memory(),
             line_timeout: DEFAULT_LINE_TIMEOUT,
+            max_connections_per_ip: default_max_connections_per_ip(DEFAULT_MAX_CONNECTIONS),
         }
     }
+}
+
+/// `--max-connections-per-ip` when not given: [`PER_IP_SHARE`] of
+/// `max_connections`, at least [`MIN_CONNECTIONS_PER_IP`] of them.
+pub fn default_max_connections_per_ip(max_connections: usize) -> usize {
+    (max_connections / PER_IP_SHARE).max(MIN_CONNECTIONS_PER_IP.min(max_connections))
 }
 
 /// One worker per core the process may use.

@@ -19,6 +19,10 @@
 //! - [`store`]: what a topic keeps besides memory: nothing by default, a
 //!   redb file with `--data-dir` (`store::disk`).
 //! - [`shutdown`]: the phases of a graceful stop.
+//! - [`metrics`]: the counters Prometheus scrapes, and the HTTP endpoint
+//!   (`--metrics`) serving them with `/healthz` and `/topics`.
+//! - [`security`]: TLS, users and their permissions, the per-address
+//!   connection limit; all off unless asked for.
 //! - [`config`] (every setting and limit), [`stats`]: settings and counters
 //!   of a running broker; [`units`]: sizes with units on the command line.
 
@@ -26,10 +30,12 @@ pub mod codec;
 pub mod config;
 mod directory;
 pub mod memory;
+pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 mod reader;
 mod registry;
+pub mod security;
 pub mod server;
 mod session;
 pub mod shutdown;

@@ -1,16 +1,20 @@
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::System;
 use clap::{CommandFactory, Parser, ValueEnum};
 use clap_complete::Shell;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use mq_actix::config::{self, Config, Limits};
+use mq_actix::metrics::Exporter;
+use mq_actix::security::users::{self, Authenticator};
+use mq_actix::security::{exposure_warning, tls, Exposure};
 use mq_actix::server::{self, Broker};
 use mq_actix::shutdown::Outcome;
 use mq_actix::store::{Disk, Fsync, Persistence};
@@ -40,8 +44,9 @@ struct Cli {
     /// Messages cached per topic for replay; 0 disables the cache.
     #[arg(env = "MQ_ACTIX_CACHE_SIZE", default_value_t = config::DEFAULT_CACHE_SIZE)]
     cache_size: usize,
-    /// Host name or address to listen on; anything but a loopback address
-    /// lets other machines in, and the protocol has no authentication.
+    /// Host name or address to listen on (the TLS listener too); anything
+    /// but a loopback address lets other machines in, and without --users
+    /// the protocol has no authentication.
     #[arg(
         long,
         env = "MQ_ACTIX_BIND",
@@ -60,6 +65,46 @@ struct Cli {
     /// Open connections before new ones are refused.
     #[arg(long, env = "MQ_ACTIX_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Open connections from one IP address before new ones from it are
+    /// refused [default: a quarter of --max-connections, at least 1024].
+    #[arg(long, env = "MQ_ACTIX_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// Also listen for TLS connections on this port (0 picks a free one).
+    #[arg(long, env = "MQ_ACTIX_TLS_PORT", value_name = "PORT", requires_all = ["tls_cert", "tls_key"])]
+    tls_port: Option<u16>,
+    /// The TLS listener's certificate chain (PEM).
+    #[arg(
+        long,
+        env = "MQ_ACTIX_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_port"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key (PEM).
+    #[arg(
+        long,
+        env = "MQ_ACTIX_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_port"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Require TLS clients to show a certificate signed by this CA (PEM);
+    /// with --users, a certificate whose common name is a user's logs in as
+    /// that user.
+    #[arg(
+        long,
+        env = "MQ_ACTIX_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_port"
+    )]
+    tls_client_ca: Option<PathBuf>,
+    /// Listen only for TLS, not for plain TCP on PORT.
+    #[arg(long, env = "MQ_ACTIX_NO_PLAIN", requires = "tls_port")]
+    no_plain: bool,
+    /// Users file (TOML): clients must authenticate, and may use only the
+    /// topics their permissions list. Re-read on SIGHUP.
+    #[arg(long, env = "MQ_ACTIX_USERS", value_name = "FILE")]
+    users: Option<PathBuf>,
     /// Bytes of caches, outboxes, topic mailboxes and partial lines before
     /// new sends are refused ("Server out of memory"); 0 = no limit
     /// [default: 50% of physical memory].
@@ -92,9 +137,14 @@ struct Cli {
     data_dir: Option<PathBuf>,
     /// With --data-dir: when a send reaches the disk. always: acknowledged
     /// only once synced; batch: synced every 100 ms; never: synced only when
-    /// needed (see the README's "Persistence").
-    #[arg(long, env = "MQ_ACTIX_FSYNC", value_enum, default_value_t = Fsync::Always)]
-    fsync: Fsync,
+    /// needed (see the README's "Persistence") [default: always]
+    #[arg(long, env = "MQ_ACTIX_FSYNC", value_enum, requires = "data_dir")]
+    fsync: Option<Fsync>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and
+    /// /topics, e.g. 127.0.0.1:9100 [default: off]. Keep it on a loopback
+    /// address: it has no authentication and names every topic.
+    #[arg(long, env = "MQ_ACTIX_METRICS", value_name = "ADDR")]
+    metrics: Option<String>,
     /// How log lines on stderr are written: for people, or one JSON object
     /// per line for a log collector.
     #[arg(long, env = "MQ_ACTIX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -105,6 +155,10 @@ struct Cli {
     /// Print a man page (roff) to stdout and exit.
     #[arg(long)]
     man: bool,
+    /// Read a password (one line) on stdin, print its argon2 hash for the
+    /// users file, and exit.
+    #[arg(long)]
+    hash_password: bool,
 }
 
 /// The two ways of writing log lines.
@@ -131,7 +185,27 @@ fn main() -> ExitCode {
         }
         return print_and_exit(&page);
     }
+    if cli.hash_password {
+        return hash_password();
+    }
     init_logging(cli.log_format);
+    let users = match cli.users.as_deref().map(Authenticator::open).transpose() {
+        Ok(users) => users,
+        Err(error) => {
+            eprintln!("mq-actix: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => match tls::acceptor(cert, key, cli.tls_client_ca.as_deref()) {
+            Ok(acceptor) => Some(acceptor),
+            Err(error) => {
+                eprintln!("mq-actix: {error}");
+                return ExitCode::from(1);
+            }
+        },
+        _ => None,
+    };
 
     let config = Config {
         cache_size: cli.cache_size,
@@ -142,9 +216,16 @@ fn main() -> ExitCode {
             max_connections: cli.max_connections,
             max_memory: cli.max_memory.unwrap_or_else(config::default_max_memory),
             line_timeout: seconds(cli.line_timeout),
+            max_connections_per_ip: cli
+                .max_connections_per_ip
+                .unwrap_or_else(|| config::default_max_connections_per_ip(cli.max_connections)),
         },
+        users: users.clone(),
     };
-    let (listener, addr) = match listen(&cli.bind, cli.port) {
+    let plain = match (!cli.no_plain)
+        .then(|| listen(&cli.bind, cli.port))
+        .transpose()
+    {
         Ok(bound) => bound,
         Err(error) => {
             eprintln!("mq-actix: {error}");
@@ -156,7 +237,7 @@ fn main() -> ExitCode {
         Some(dir) => {
             let persistence = Persistence {
                 dir: dir.clone(),
-                fsync: cli.fsync,
+                fsync: cli.fsync.unwrap_or(Fsync::Always),
             };
             match Disk::open(&persistence) {
                 Ok(opened) => Some(opened),
@@ -167,20 +248,92 @@ fn main() -> ExitCode {
             }
         }
     };
-    server::raise_fd_limit(config.limits.max_connections as u64 + 64);
-    let local = listener.local_addr().unwrap_or(addr);
-    if !local.ip().is_loopback() {
+    let secure = match tls.map(|tls| listen(&cli.bind, cli.tls_port.unwrap_or(0)).map(|l| (l, tls)))
+    {
+        None => None,
+        Some(Ok(bound)) => Some(bound),
+        Some(Err(error)) => {
+            eprintln!("mq-actix: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    // Before the broker starts, so that it registers every series with the
+    // recorder this installs.
+    let exporter = match cli.metrics.as_deref().map(Exporter::bind).transpose() {
+        Ok(exporter) => exporter,
+        Err(error) => {
+            eprintln!("mq-actix: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let metrics_addr = exporter.as_ref().and_then(|e| e.local_addr().ok());
+    if let Some(addr) = metrics_addr.filter(|addr| !addr.ip().is_loopback()) {
         tracing::warn!(
-            "listening on {local}, which is not a loopback address: the mq protocol has \
-             no authentication, so anyone who can reach this port can read and publish \
-             every topic"
+            "metrics on {addr}, which is not a loopback address: anyone who can reach it \
+             can read every topic's name and size"
         );
     }
+    server::raise_fd_limit(config.limits.max_connections as u64 + 64);
+    let plain = plain.map(|(listener, addr)| {
+        let local = listener.local_addr().unwrap_or(addr);
+        (listener, local)
+    });
+    let secure = secure.map(|((listener, addr), tls)| {
+        let local = listener.local_addr().unwrap_or(addr);
+        (listener, local, tls)
+    });
+    let local = plain
+        .as_ref()
+        .map(|(_, local)| *local)
+        .or(secure.as_ref().map(|(_, local, _)| *local));
+    let Some(local) = local else {
+        eprintln!("mq-actix: --no-plain leaves no listener without --tls-port");
+        return ExitCode::from(1);
+    };
+    let exposure = Exposure {
+        public: !local.ip().is_loopback(),
+        plain: plain.is_some(),
+        tls: secure.is_some(),
+        client_ca: cli.tls_client_ca.is_some(),
+        users: users.is_some(),
+    };
+    if let Some(warning) = exposure_warning(exposure) {
+        tracing::warn!("listening on {local}: {warning}");
+    }
+    let banner = match (&plain, &secure) {
+        (Some((_, plain)), Some((_, secure, _))) => {
+            format!("listening on {plain} and with TLS on {secure}")
+        }
+        (None, Some((_, secure, _))) => format!("listening with TLS on {secure}"),
+        _ => format!("listening on {local}"),
+    };
 
     let system = System::new();
     let broker = system.block_on(async {
         let broker = Broker::start_with_store(&config, store);
-        broker.serve(listener).map(|()| broker)
+        if let Some((listener, _)) = plain {
+            broker.serve(listener)?;
+        }
+        if let Some((listener, _, tls)) = secure {
+            broker.serve_tls(listener, tls)?;
+        }
+        if let Some(users) = users {
+            // Listening now, before the first line is printed, so that no
+            // SIGHUP finds the default action (exit) still in place.
+            match signal(SignalKind::hangup()) {
+                Ok(hangup) => {
+                    actix::spawn(reload_on_hangup(users, hangup));
+                }
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot listen for SIGHUP: the users file will not be re-read"
+                ),
+            }
+        }
+        if let Some(exporter) = exporter {
+            broker.serve_metrics(exporter)?;
+        }
+        Ok::<_, std::io::Error>(broker)
     });
     let broker = match broker {
         Ok(broker) => broker,
@@ -199,8 +352,13 @@ fn main() -> ExitCode {
             System::current().stop();
         });
     });
+    // One line, the only one on stdout, so that whoever starts the broker
+    // learns every address (ports picked with 0 included) at once.
+    let metrics_note = metrics_addr
+        .map(|addr| format!(", metrics on http://{addr}/metrics"))
+        .unwrap_or_default();
     println!(
-        "mq-actix listening on {local} (cache size {})",
+        "mq-actix {banner} (cache size {}){metrics_note}",
         config.cache_size
     );
     let result = system.run();
@@ -275,6 +433,43 @@ fn listen(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), String> {
         }
     }
     Err(failure)
+}
+
+/// `--hash-password`: the first line of stdin, without its line ending,
+/// hashed for the users file.
+fn hash_password() -> ExitCode {
+    let mut password = String::new();
+    if let Err(error) = std::io::stdin().lock().read_line(&mut password) {
+        eprintln!("mq-actix: cannot read the password on stdin: {error}");
+        return ExitCode::from(1);
+    }
+    let password = password
+        .strip_suffix('\n')
+        .map_or(password.as_str(), |line| {
+            line.strip_suffix('\r').unwrap_or(line)
+        });
+    if password.is_empty() {
+        eprintln!("mq-actix: no password on stdin");
+        return ExitCode::from(1);
+    }
+    match users::hash_password(password) {
+        Ok(hash) => print_and_exit(format!("{hash}\n").as_bytes()),
+        Err(error) => {
+            eprintln!("mq-actix: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Re-reads the users file on each SIGHUP; open connections keep the user
+/// they logged in as, and a file that does not load changes nothing.
+async fn reload_on_hangup(users: Arc<Authenticator>, mut hangup: Signal) {
+    while hangup.recv().await.is_some() {
+        match users.reload() {
+            Ok(count) => tracing::info!(users = count, "users file re-read"),
+            Err(error) => tracing::error!("{error}; keeping the users as they were"),
+        }
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM, whichever comes first.

@@ -25,6 +25,8 @@ use tokio::sync::Notify;
 
 use crate::config::{MAX_SLICES, PACE_BYTES};
 use crate::memory::{Consumer, Memory};
+use crate::metrics;
+use crate::protocol::Delivery;
 
 /// Identifies a connection, e.g. to the topics it subscribes to. Taken from
 /// a process-wide counter, so two connections never share one.
@@ -70,6 +72,33 @@ pub struct Redeliver {
     pub index: u64,
     pub line: Bytes,
     pub cache: bool,
+    /// Held until the topic has handled this message, so that the topic
+    /// knows a message is on its way back.
+    _returning: Arc<()>,
+}
+
+/// Where a topic's handoffs go back to. Every handoff, and every
+/// [`Redeliver`] on its way, holds a share of it, so the topic can tell
+/// whether any of its `one` messages may still come back: it must not
+/// retire while one can.
+#[derive(Debug, Clone)]
+pub struct ReturnAddress {
+    topic: Recipient<Redeliver>,
+    returning: Arc<()>,
+}
+
+impl ReturnAddress {
+    pub fn new(topic: Recipient<Redeliver>) -> Self {
+        ReturnAddress {
+            topic,
+            returning: Arc::new(()),
+        }
+    }
+
+    /// Whether a handoff or a redelivery made from this address is alive.
+    pub fn outstanding(&self) -> bool {
+        Arc::strong_count(&self.returning) > 1
+    }
 }
 
 /// Tells a topic that a subscriber it waits for has caught up (owes no more
@@ -88,11 +117,11 @@ pub struct Handoff {
     index: u64,
     line: Bytes,
     cache: bool,
-    topic: Option<Recipient<Redeliver>>,
+    topic: Option<ReturnAddress>,
 }
 
 impl Handoff {
-    pub fn new(index: u64, line: Bytes, cache: bool, topic: Recipient<Redeliver>) -> Self {
+    pub fn new(index: u64, line: Bytes, cache: bool, topic: ReturnAddress) -> Self {
         Handoff {
             index,
             line,
@@ -116,10 +145,11 @@ impl Handoff {
 impl Drop for Handoff {
     fn drop(&mut self) {
         if let Some(topic) = self.topic.take() {
-            topic.do_send(Redeliver {
+            topic.topic.do_send(Redeliver {
                 index: self.index,
                 line: std::mem::take(&mut self.line),
                 cache: self.cache,
+                _returning: topic.returning,
             });
         }
     }
@@ -456,6 +486,7 @@ impl Writer {
             }
             let mut left = n;
             let mut finished_overhead = 0;
+            let mut handed_off = 0;
             while let Some(front) = batch.front() {
                 let rest = front.bytes().len() - offset;
                 if left < rest {
@@ -467,9 +498,15 @@ impl Writer {
                 finished_overhead += ITEM_OVERHEAD;
                 if let Some(Outgoing::Handoff(handoff)) = batch.pop_front() {
                     handoff.delivered();
+                    handed_off += 1;
                 }
             }
             self.shared.settle(n + finished_overhead);
+            let metrics = metrics::get();
+            metrics.sent(n);
+            if handed_off > 0 {
+                metrics.messages_out(Delivery::One, handed_off);
+            }
         }
         Ok(())
     }

@@ -10,14 +10,19 @@ use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{
     Config, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, LISTEN_BACKLOG, MAX_ACCEPT_BACKOFF,
     MIN_ACCEPT_BACKOFF, SEND_BUFFER,
 };
 use crate::memory::Memory;
+use crate::metrics::http::Observed;
+use crate::metrics::{self, Exporter, Refusal};
 use crate::protocol::ProtocolError;
 use crate::registry::Registry;
+use crate::security::limits::PerIp;
+use crate::security::tls::{self, Connection};
 use crate::session::{self, SessionActor};
 use crate::shutdown::{Outcome, Shutdown};
 use crate::stats::Stats;
@@ -65,6 +70,7 @@ impl Broker {
         let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
         let memory = Memory::new(config.limits.max_memory);
+        metrics::register();
         let registry = Registry::new(handles, config.cache_size, memory.clone(), store).start();
         Broker {
             workers,
@@ -74,19 +80,42 @@ impl Broker {
                 stats: Arc::new(Stats::new(config.limits.max_connections)),
                 memory,
                 shutdown: Shutdown::default(),
+                users: config.users.clone(),
+                per_ip: PerIp::new(config.limits.max_connections_per_ip),
             },
         }
     }
 
     /// Accepts connections on `listener` until the System stops.
     pub fn serve(&self, listener: std::net::TcpListener) -> io::Result<()> {
+        self.accept(listener, None)
+    }
+
+    /// Accepts TLS connections on `listener` until the System stops; each
+    /// handshake runs on the worker thread that will host the session.
+    pub fn serve_tls(&self, listener: std::net::TcpListener, tls: TlsAcceptor) -> io::Result<()> {
+        self.accept(listener, Some(tls))
+    }
+
+    fn accept(&self, listener: std::net::TcpListener, tls: Option<TlsAcceptor>) -> io::Result<()> {
         let listener = TcpListener::from_std(listener)?;
         let acceptor = Acceptor {
             workers: self.workers.iter().map(Arbiter::handle).collect(),
             shared: self.shared.clone(),
+            tls,
         };
         actix::spawn(acceptor.run(listener));
         Ok(())
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/topics` until the System stops.
+    pub fn serve_metrics(&self, exporter: Exporter) -> io::Result<()> {
+        exporter.serve(Observed {
+            registry: self.shared.registry.clone(),
+            stats: self.shared.stats.clone(),
+            memory: self.shared.memory.clone(),
+            shutdown: self.shared.shutdown.clone(),
+        })
     }
 
     pub fn registry(&self) -> Addr<Registry> {
@@ -120,6 +149,8 @@ impl Broker {
 struct Acceptor {
     workers: Vec<ArbiterHandle>,
     shared: session::Shared,
+    /// Set on the TLS listener.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Acceptor {
@@ -147,31 +178,58 @@ impl Acceptor {
                     continue;
                 }
             };
+            // The whole broker's limit first: when both are reached, that
+            // is the reason given.
             let Some(admitted) = self.shared.stats.admit() else {
                 tracing::warn!(%peer, "connection refused: --max-connections reached");
+                metrics::get().refused(Refusal::MaxConnections);
                 actix::spawn(turn_away(stream));
                 continue;
             };
+            let Some(ip_slot) = self.shared.per_ip.admit(peer.ip()) else {
+                self.shared.stats.refused_per_ip();
+                metrics::get().refused(Refusal::MaxConnectionsPerIp);
+                tracing::warn!(%peer, "connection refused: --max-connections-per-ip reached");
+                actix::spawn(turn_away(stream));
+                continue;
+            };
+            let admitted = admitted.with_ip(ip_slot);
+            self.shared.stats.accepted();
             configure(&stream);
             let stream = match stream.into_std() {
                 Ok(stream) => stream,
                 Err(error) => {
                     tracing::warn!(%peer, %error, "could not hand over a connection");
+                    metrics::get().refused(Refusal::SetupFailed);
                     continue;
                 }
             };
             let worker = &self.workers[next_worker % self.workers.len()];
             next_worker = next_worker.wrapping_add(1);
             let shared = self.shared.clone();
+            let tls = self.tls.clone();
             worker.spawn(async move {
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => {
-                        SessionActor::start(stream, peer, admitted, shared);
-                    }
+                let stream = match TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
                     Err(error) => {
                         tracing::warn!(%peer, %error, "could not register a connection");
+                        metrics::get().refused(Refusal::SetupFailed);
+                        return;
                     }
-                }
+                };
+                let connection = match tls {
+                    None => Connection::Plain(stream),
+                    // The slot stays taken during the handshake, which is
+                    // bounded in time.
+                    Some(tls) => match tls::handshake(&tls, stream).await {
+                        Ok(connection) => connection,
+                        Err(error) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                    },
+                };
+                SessionActor::start(connection, peer, admitted, shared);
             });
         }
     }

@@ -29,21 +29,23 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::future::join_all;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::codec::Framed;
-use crate::config::Limits;
+use crate::config::{Limits, AUTH_FAILURE_DELAY, LOGGED_USER_NAME_CHARS, MAX_AUTH_FAILURES};
 use crate::directory;
 use crate::memory::Memory;
+use crate::metrics;
 use crate::outbox::{Outbox, Writer, WriterError};
-use crate::protocol::{self, Command, DeliveryTemplate, Line, ProtocolError, OK};
+use crate::protocol::{self, Command, Delivery, DeliveryTemplate, Line, ProtocolError, OK};
 use crate::reader::Lines;
 use crate::registry::{Lookup, Registry};
+use crate::security::limits::PerIp;
+use crate::security::tls::{Connection, Sink};
+use crate::security::users::{Authenticator, User};
 use crate::shutdown::Shutdown;
 use crate::stats::{Admitted, Stats};
-use crate::topic::{self, Publish, PublishBatch, TopicActor, TopicHandle};
+use crate::topic::{self, Publish, PublishBatch, TopicActor, TopicHandle, WeakTopic};
 
 /// Tells a session that its writer stopped, so the connection is over.
 #[derive(Message)]
@@ -58,6 +60,46 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     pub memory: Arc<Memory>,
     pub shutdown: Shutdown,
+    /// `--users`; `None`: no authentication, every command allowed.
+    pub users: Option<Arc<Authenticator>>,
+    /// `--max-connections-per-ip`, which the acceptors check.
+    pub per_ip: Arc<PerIp>,
+}
+
+/// What a connection may do.
+enum Access {
+    /// Authentication is off: everything.
+    Open,
+    /// `--users` is on and the client has not authenticated yet.
+    Required,
+    /// Authenticated, by password or client certificate.
+    As(Arc<User>),
+}
+
+impl Access {
+    /// Refuses a command the connection may not run.
+    fn check(&self, command: &Command<'_>) -> Result<(), ProtocolError> {
+        let user = match self {
+            Access::Open => return Ok(()),
+            Access::Required => return Err(ProtocolError::AuthenticationRequired),
+            Access::As(user) => user,
+        };
+        let allowed = match command {
+            Command::Send(send) => user.permissions.publish.allows(&send.topic),
+            Command::Subscribe(sub) => user.permissions.subscribe.allows(&sub.topic),
+            // Leaving a topic needs no permission.
+            Command::Unsubscribe { .. } => true,
+        };
+        allowed.then_some(()).ok_or(ProtocolError::PermissionDenied)
+    }
+
+    /// Whether a subscription to `topic` may replay its cached history.
+    fn may_replay(&self, topic: &str) -> bool {
+        match self {
+            Access::As(user) => user.permissions.replay.allows(topic),
+            Access::Open | Access::Required => true,
+        }
+    }
 }
 
 /// One client connection.
@@ -67,13 +109,20 @@ pub struct SessionActor {
     outbox: Outbox,
     /// The writer task's parts until it starts, with the connection's
     /// admission, which lasts as long as its socket.
-    writer: Option<(Writer, OwnedWriteHalf, Admitted)>,
+    writer: Option<(Writer, Sink, Admitted)>,
     /// The topics this connection subscribes to.
     subscriptions: HashMap<Box<str>, Addr<TopicActor>>,
     /// The read side; cancelled when the broker drains for shutdown.
     reading: Option<SpawnHandle>,
     sends: PendingSends,
+    /// Bytes of lines read and not yet counted in the metrics, which are
+    /// told once per read rather than once per line.
+    received: u64,
     closing: bool,
+    access: Access,
+    /// `auth` commands that failed; at [`MAX_AUTH_FAILURES`] the connection
+    /// is closed.
+    auth_failures: u32,
     /// Keeps shutdown waiting until this session is gone.
     _tracked: TaskTrackerToken,
 }
@@ -86,6 +135,9 @@ struct PendingSends {
     order: Vec<usize>,
     /// A handover is scheduled for the end of the current read.
     scheduled: bool,
+    /// How many of them are `delivery: "all"` and `"one"`, for the metrics.
+    all: u64,
+    one: u64,
 }
 
 impl PendingSends {
@@ -101,6 +153,31 @@ impl PendingSends {
                 self.batches.len() - 1
             }
         };
+        self.add(batch, publish);
+    }
+
+    /// Like `push`, for a topic as the directory knows it: gives the send
+    /// back if the topic has retired.
+    fn push_known(&mut self, topic: &WeakTopic, publish: Publish) -> Result<(), Publish> {
+        let batch = match self.batches.iter().position(|(t, _)| topic.is(t)) {
+            Some(batch) => batch,
+            None => {
+                let Some(topic) = topic.upgrade() else {
+                    return Err(publish);
+                };
+                self.batches.push((topic, Vec::new()));
+                self.batches.len() - 1
+            }
+        };
+        self.add(batch, publish);
+        Ok(())
+    }
+
+    fn add(&mut self, batch: usize, publish: Publish) {
+        match publish.delivery {
+            Delivery::All => self.all += 1,
+            Delivery::One => self.one += 1,
+        }
         self.batches[batch].1.push(publish);
         self.order.push(batch);
     }
@@ -139,20 +216,36 @@ enum Then {
         replay: bool,
     },
     Unsubscribe(Box<str>),
+    Auth {
+        user: String,
+        password: String,
+    },
     Reply(Bytes),
     Quit,
     Stop,
 }
 
 impl SessionActor {
-    /// Starts the session for `stream` on the current thread's arbiter.
+    /// Starts the session for `connection` on the current thread's arbiter.
+    /// A client certificate whose common name is a user's logs in as that
+    /// user.
     pub fn start(
-        stream: TcpStream,
+        connection: Connection,
         peer: SocketAddr,
         admitted: Admitted,
         shared: Shared,
     ) -> Addr<SessionActor> {
-        let (read, write) = stream.into_split();
+        let access = match &shared.users {
+            None => Access::Open,
+            Some(users) => match connection.client_name().and_then(|name| users.user(&name)) {
+                Some(user) => {
+                    tracing::debug!(%peer, user = %user.name, "authenticated by certificate");
+                    Access::As(user)
+                }
+                None => Access::Required,
+            },
+        };
+        let (read, write) = connection.split();
         let (outbox, writer) = Outbox::new(shared.limits.max_pending, shared.memory.clone());
         let lines = Lines::new(
             read,
@@ -167,7 +260,10 @@ impl SessionActor {
             subscriptions: HashMap::new(),
             reading: Some(ctx.add_stream(lines)),
             sends: PendingSends::default(),
+            received: 0,
             closing: false,
+            access,
+            auth_failures: 0,
             _tracked: shared.shutdown.track(),
             shared,
         })
@@ -193,21 +289,39 @@ impl SessionActor {
     fn handle_frame(&mut self, frame: Framed, ctx: &mut Context<Self>) {
         let line = match frame {
             Framed::TooLong => {
-                return self.after_sends(Then::Reply(ProtocolError::LineTooLong.reply()), ctx)
+                metrics::get().parse_error(ProtocolError::LineTooLong);
+                return self.after_sends(Then::Reply(ProtocolError::LineTooLong.reply()), ctx);
             }
             Framed::Line(line) => line,
         };
+        self.received += line.len() as u64;
         let then = match protocol::parse_line(&line) {
-            Err(error) => Then::Reply(error.reply()),
+            Err(error) => {
+                metrics::get().parse_error(error);
+                Then::Reply(error.reply())
+            }
             Ok(Line::Empty) => return,
             Ok(Line::Quit) => Then::Quit,
-            Ok(Line::Command(Command::Send(send))) => return self.send(&send, ctx),
-            Ok(Line::Command(Command::Subscribe(sub))) => Then::Subscribe {
-                topic: sub.topic.into(),
-                last_seen: sub.last_seen,
-                replay: sub.cache,
+            // Without --users, `auth` is no command, as in the core protocol.
+            Ok(Line::Auth(_)) if self.shared.users.is_none() => {
+                Then::Reply(ProtocolError::Malformed.reply())
+            }
+            Ok(Line::Auth(auth)) => Then::Auth {
+                user: auth.user.into_owned(),
+                password: auth.password.0.into_owned(),
             },
-            Ok(Line::Command(Command::Unsubscribe { topic })) => Then::Unsubscribe(topic.into()),
+            Ok(Line::Command(command)) => match self.access.check(&command) {
+                Err(refused) => Then::Reply(refused.reply()),
+                Ok(()) => match command {
+                    Command::Send(send) => return self.send(&send, ctx),
+                    Command::Subscribe(sub) => Then::Subscribe {
+                        replay: sub.cache && self.access.may_replay(&sub.topic),
+                        topic: sub.topic.into(),
+                        last_seen: sub.last_seen,
+                    },
+                    Command::Unsubscribe { topic } => Then::Unsubscribe(topic.into()),
+                },
+            },
         };
         self.after_sends(then, ctx);
     }
@@ -224,8 +338,8 @@ impl SessionActor {
         });
         let sends = &mut self.sends;
         directory::with(&send.topic, |topic| {
-            if let Some(publish) = publish.take() {
-                sends.push(topic, publish);
+            if let Some(known) = publish.take() {
+                publish = sends.push_known(topic, known).err();
             }
         });
         match publish {
@@ -245,7 +359,7 @@ impl SessionActor {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, &TopicHandle, &mut Context<Self>) + 'static,
     ) {
-        if let Some(topic) = directory::with(name, TopicHandle::clone) {
+        if let Some(topic) = directory::with(name, WeakTopic::upgrade).flatten() {
             return then(self, &topic, ctx);
         }
         let lookup = Lookup {
@@ -255,7 +369,7 @@ impl SessionActor {
         ctx.wait(self.shared.registry.send(lookup).into_actor(self).map(
             move |found, session, ctx| match found {
                 Ok((name, topic)) => {
-                    directory::insert(name, topic.clone());
+                    directory::insert(name, topic.downgrade());
                     then(session, &topic, ctx);
                 }
                 Err(_) => session.outbox.reply(ProtocolError::Internal.reply()),
@@ -279,6 +393,7 @@ impl SessionActor {
     /// Hands the pending sends to their topics, answers them, then does `then`.
     fn after_sends(&mut self, then: Then, ctx: &mut Context<Self>) {
         let sends = std::mem::take(&mut self.sends);
+        self.count_reads(&sends);
         if sends.is_empty() {
             return self.then(then, ctx);
         }
@@ -290,6 +405,21 @@ impl SessionActor {
             then,
         };
         self.hand_over(handover, ctx);
+    }
+
+    /// Tells the metrics what was read since last time, before any of it
+    /// is answered: whoever sees a reply also sees it counted.
+    fn count_reads(&mut self, sends: &PendingSends) {
+        let metrics = metrics::get();
+        if self.received > 0 {
+            metrics.received(std::mem::take(&mut self.received));
+        }
+        if sends.all > 0 {
+            metrics.messages_in(Delivery::All, sends.all);
+        }
+        if sends.one > 0 {
+            metrics.messages_in(Delivery::One, sends.one);
+        }
     }
 
     fn hand_over(&mut self, mut handover: Handover, ctx: &mut Context<Self>) {
@@ -346,6 +476,7 @@ impl SessionActor {
                 })
             }
             Then::Unsubscribe(topic) => self.unsubscribe(&topic, ctx),
+            Then::Auth { user, password } => self.authenticate(user, password, ctx),
             Then::Reply(reply) => self.outbox.reply(reply),
             Then::Quit => {
                 self.closing = true;
@@ -371,7 +502,13 @@ impl SessionActor {
             replay,
         };
         let sent = topic.addr().send(subscribe);
-        self.subscriptions.insert(name, topic.addr().clone());
+        if self
+            .subscriptions
+            .insert(name, topic.addr().clone())
+            .is_none()
+        {
+            metrics::get().subscriptions(1);
+        }
         ctx.wait(sent.into_actor(self).map(|sent, session, _| {
             if sent.is_err() {
                 session.outbox.reply(ProtocolError::Internal.reply());
@@ -379,11 +516,59 @@ impl SessionActor {
         }));
     }
 
+    /// Checks a password off this thread, reading nothing meanwhile, so the
+    /// lines after `auth` run as the user it logs in (or not). A failure is
+    /// answered only after [`AUTH_FAILURE_DELAY`]; the last one allowed
+    /// also closes the connection. A success replaces the user the
+    /// connection had; a failure leaves it as it was.
+    fn authenticate(&mut self, name: String, password: String, ctx: &mut Context<Self>) {
+        let Some(users) = self.shared.users.clone() else {
+            return self.outbox.reply(ProtocolError::Malformed.reply());
+        };
+        let checked = async move {
+            let user = users.verify(&name, password).await;
+            if user.is_none() {
+                tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+            }
+            (name, user)
+        };
+        ctx.wait(
+            checked
+                .into_actor(self)
+                .map(|(name, user), session, ctx| match user {
+                    Some(user) => {
+                        tracing::debug!(peer = %session.peer, user = %user.name, "authenticated");
+                        session.access = Access::As(user);
+                        session.outbox.reply(Bytes::from_static(OK));
+                    }
+                    None => {
+                        session.auth_failures += 1;
+                        // The client chose the name: escaped and cut short.
+                        let name: String = name.chars().take(LOGGED_USER_NAME_CHARS).collect();
+                        tracing::info!(
+                            peer = %session.peer,
+                            user = ?name,
+                            failures = session.auth_failures,
+                            "authentication failed"
+                        );
+                        session
+                            .outbox
+                            .reply(ProtocolError::AuthenticationFailed.reply());
+                        if session.auth_failures >= MAX_AUTH_FAILURES {
+                            session.closing = true;
+                            ctx.stop();
+                        }
+                    }
+                }),
+        );
+    }
+
     /// Always answered with success; only a subscription needs its topic told.
     fn unsubscribe(&mut self, name: &str, ctx: &mut Context<Self>) {
         let Some(topic) = self.subscriptions.remove(name) else {
             return self.outbox.reply(Bytes::from_static(OK));
         };
+        metrics::get().subscriptions(-1);
         let sent = topic.send(topic::Unsubscribe {
             connection: self.outbox.id(),
         });
@@ -445,7 +630,9 @@ impl Actor for SessionActor {
         // Cut off before the end of a read: those sends were received, so
         // they are delivered, though their replies can no longer be sent.
         // The session cannot wait for credit any more, so they overdraw it.
-        for (topic, publishes) in std::mem::take(&mut self.sends).batches {
+        let sends = std::mem::take(&mut self.sends);
+        self.count_reads(&sends);
+        for (topic, publishes) in sends.batches {
             let bytes = publishes.iter().map(Publish::bytes).sum();
             deliver(
                 &topic,
@@ -458,6 +645,7 @@ impl Actor for SessionActor {
                 connection: self.outbox.id(),
             });
         }
+        metrics::get().subscriptions(-(self.subscriptions.len() as isize));
         self.outbox.close();
         tracing::debug!(peer = %self.peer, connection = self.outbox.id(), "disconnected");
     }

@@ -79,8 +79,9 @@ impl BackgroundServer {
         &self.memory
     }
 
-    /// Every topic with its number of subscribers, asked of the topics
-    /// themselves (callable from any async runtime).
+    /// Every topic with an actor (not dormant) and its number of
+    /// subscribers, asked of the topics themselves (callable from any async
+    /// runtime).
     pub async fn topic_subscribers(&self) -> Vec<(Arc<str>, usize)> {
         let Ok(topics) = self.registry.send(ListTopics).await else {
             return Vec::new();

@@ -19,21 +19,32 @@
 //! (see [`PACE_BYTES`]): then it keeps the credit until a subscriber's
 //! writer reports that it caught up ([`CaughtUp`]). So what a topic holds in
 //! its mailbox and what it lets its readers owe are both bounded.
+//!
+//! A topic with no subscriber, nothing cached and nothing on its way back
+//! retires its actor after [`DORMANT_AFTER`]: it tells the registry it is
+//! idle ([`Idle`]), and the registry retires it only if no one else holds
+//! its handle (so no send can be on its way) and the topic, asked again in
+//! order after everything already sent to it ([`Retire`]), is still idle.
+//! The registry then keeps its counter, and the next command that names the
+//! topic starts a new actor from there: an index is never handed out twice.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use actix::{
-    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message, Recipient,
-    ResponseFuture, SpawnHandle, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler,
+    Message, MessageResult, Recipient, ResponseFuture, SpawnHandle, WrapFuture,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
+use crate::config::{DORMANT_AFTER, MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
 use crate::memory::Memory;
-use crate::outbox::{Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver};
+use crate::metrics;
+use crate::outbox::{
+    Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver, ReturnAddress,
+};
 use crate::protocol::{Delivery, DeliveryTemplate, OK};
 use crate::store::{Committed, Recovered, Store};
 use crate::subscribers::{Gone, RoundRobin};
@@ -68,6 +79,19 @@ impl TopicHandle {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// A handle that does not keep the topic from retiring, for the
+    /// workers' directories.
+    pub fn downgrade(&self) -> WeakTopic {
+        WeakTopic(Arc::downgrade(&self.0))
+    }
+
+    /// The topic's parts if this is its only handle left: from then on no
+    /// one can send it anything without asking the registry, which holds
+    /// them.
+    pub fn try_unshare(self) -> Result<Unshared, TopicHandle> {
+        Arc::try_unwrap(self.0).map(Unshared).map_err(TopicHandle)
+    }
+
     /// Takes credit for `bytes` of sends at once if the topic has it.
     pub fn try_credit(&self, bytes: usize, memory: &Arc<Memory>) -> Option<Credit> {
         let permit = self
@@ -100,6 +124,44 @@ impl TopicHandle {
                 .ok()?;
             Some(Credit::new(Some(permit), bytes, &memory))
         }
+    }
+}
+
+/// A topic's handle as the workers' directories keep it: it lets a session
+/// find the topic without keeping it from retiring.
+#[derive(Debug, Clone)]
+pub struct WeakTopic(Weak<HandleParts>);
+
+impl WeakTopic {
+    /// The topic's handle, unless it has retired.
+    pub fn upgrade(&self) -> Option<TopicHandle> {
+        self.0.upgrade().map(TopicHandle)
+    }
+
+    /// Whether `handle` is of this topic.
+    pub fn is(&self, handle: &TopicHandle) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&handle.0))
+    }
+
+    /// Whether the topic has retired.
+    pub fn is_retired(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
+/// The only handle of a topic, held by the registry while it asks the topic
+/// to retire.
+#[derive(Debug)]
+pub struct Unshared(HandleParts);
+
+impl Unshared {
+    pub fn addr(&self) -> &Addr<TopicActor> {
+        &self.0.addr
+    }
+
+    /// The topic stays: a handle others may hold again.
+    pub fn share(self) -> TopicHandle {
+        TopicHandle(Arc::new(self.0))
     }
 }
 
@@ -193,10 +255,50 @@ pub struct Unsubscribe {
 #[rtype(result = "()")]
 pub struct Flush;
 
+/// Tells the registry that a topic has been idle for [`DORMANT_AFTER`] and
+/// may retire.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Idle {
+    pub name: Arc<str>,
+    pub topic: Addr<TopicActor>,
+}
+
+/// Asked by the registry once it holds the topic's only handle: the topic
+/// stops and gives its next index if it is still idle, or stays (`None`).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<u64>")]
+pub struct Retire;
+
+/// The registry could not retire the topic because a session held its
+/// handle: the topic looks again later.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StillShared;
+
 /// How many connections subscribe to the topic; for tests and diagnostics.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
 pub struct SubscriberCount;
+
+/// Asks a topic how large it is, for `/topics`: only the topic knows, and
+/// asking it costs nothing on the per-message path.
+#[derive(Debug, Message)]
+#[rtype(result = "TopicSummary")]
+pub struct Summarize;
+
+/// One topic's answer to [`Summarize`].
+#[derive(Debug, Clone)]
+pub struct TopicSummary {
+    pub name: Arc<str>,
+    /// The index the next message will get: how many it has taken.
+    pub next_index: u64,
+    /// Messages in its cache.
+    pub cached: usize,
+    /// What its cache holds, as the memory budget counts it.
+    pub cached_bytes: usize,
+    pub subscribers: usize,
+}
 
 #[derive(Debug)]
 struct Subscriber {
@@ -236,7 +338,7 @@ pub struct TopicActor {
     batch: Batch,
     pace: Pacing,
     /// Where handed-off `one` messages come back, made once first needed.
-    redeliver: Option<Recipient<Redeliver>>,
+    redeliver: Option<ReturnAddress>,
     /// Where caught-up subscribers report, made once first needed.
     caught_up: Option<Recipient<CaughtUp>>,
     /// What the topic keeps besides memory (see `store`).
@@ -244,6 +346,18 @@ pub struct TopicActor {
     /// A commit of the store's pending changes will run once the mailbox
     /// is drained.
     commit_scheduled: bool,
+    dormancy: Dormancy,
+}
+
+/// Whether the topic may retire its actor, and when it looks.
+#[derive(Debug, Default)]
+struct Dormancy {
+    /// Where to say that the topic is idle; a topic started outside a
+    /// registry never retires.
+    registry: Option<Recipient<Idle>>,
+    check_scheduled: bool,
+    /// Something happened since the last look.
+    active: bool,
 }
 
 /// `delivery: "all"` lines not yet handed to the subscribers.
@@ -319,30 +433,36 @@ impl TopicActor {
             caught_up: None,
             store: Store::Memory,
             commit_scheduled: false,
+            dormancy: Dormancy::default(),
         }
     }
 
-    /// A topic kept in `store` too, resuming from what it held (a
-    /// `Recovered::default()` for a new topic). Messages beyond today's
-    /// cache size are evicted, on disk too.
-    pub fn with_store(
-        name: Arc<str>,
-        cache_size: usize,
-        memory: Arc<Memory>,
-        store: Store,
-        recovered: Recovered,
-    ) -> Self {
-        let mut topic = TopicActor::new(name, cache_size, memory);
-        topic.store = store;
-        topic.next_index = recovered.resume;
+    /// Continues a retired topic's numbering.
+    pub fn resuming_at(mut self, next_index: u64) -> Self {
+        self.next_index = next_index;
+        self
+    }
+
+    /// Lets the topic retire when idle, through `registry`.
+    pub fn retiring_to(mut self, registry: Recipient<Idle>) -> Self {
+        self.dormancy.registry = Some(registry);
+        self
+    }
+
+    /// Keeps the topic in `store` too, resuming from what it held (a
+    /// `Recovered::default()` for a topic with nothing stored). Messages
+    /// beyond today's cache size are evicted, on disk too.
+    pub fn stored_in(mut self, store: Store, recovered: Recovered) -> Self {
+        self.store = store;
+        self.next_index = self.next_index.max(recovered.resume);
         for (index, line, one) in recovered.cached {
-            if cache_size == 0 {
-                topic.store.remove(index, false);
+            if self.cache_size == 0 {
+                self.store.remove(index, false);
             } else {
-                topic.cache_add(index, line, one);
+                self.cache_add(index, line, one);
             }
         }
-        topic
+        self
     }
 
     /// Starts the topic on `worker`'s thread, with a full credit.
@@ -368,14 +488,17 @@ impl TopicActor {
         // being cut off): either way it receives nothing more.
         let now = Instant::now();
         let mut pace = Pace::default();
+        let mut reached = 0;
         self.subscribers
             .retain(|sub| match sub.outbox.push(Outgoing::Line(lines.clone())) {
                 Ok(backlog) => {
                     pace.add(backlog, now);
+                    reached += 1;
                     true
                 }
                 Err(_) => false,
             });
+        metrics::get().messages_out(Delivery::All, reached * self.batch.ends.len() as u64);
         let mut start = 0;
         let ends = std::mem::take(&mut self.batch.ends);
         for &(index, end, cache) in &ends {
@@ -531,7 +654,7 @@ impl TopicActor {
     fn send_one(&mut self, index: u64, line: Bytes, cache: bool, ctx: &mut Context<Self>) {
         let redeliver = self
             .redeliver
-            .get_or_insert_with(|| ctx.address().recipient())
+            .get_or_insert_with(|| ReturnAddress::new(ctx.address().recipient()))
             .clone();
         let handoff = Handoff::new(index, line, cache, redeliver);
         let refused = self.subscribers.offer(handoff, |sub, handoff| {
@@ -551,20 +674,71 @@ impl TopicActor {
         }
     }
 
+    /// Nothing would be lost if the actor stopped now: no subscriber,
+    /// nothing cached or batched, no `one` message that may come back.
+    fn is_idle(&self) -> bool {
+        self.subscribers.is_empty()
+            && self.cache.is_empty()
+            && self.batch.lines.is_empty()
+            && !self.commit_scheduled
+            && !self.store.has_pending()
+            && !self
+                .redeliver
+                .as_ref()
+                .is_some_and(ReturnAddress::outstanding)
+    }
+
+    /// Notes that something happened; a topic without subscribers looks
+    /// again after [`DORMANT_AFTER`] whether it may retire.
+    fn note_activity(&mut self, ctx: &mut Context<Self>) {
+        self.dormancy.active = true;
+        self.schedule_dormancy_check(ctx);
+    }
+
+    fn schedule_dormancy_check(&mut self, ctx: &mut Context<Self>) {
+        let dormancy = &mut self.dormancy;
+        if dormancy.registry.is_none() || dormancy.check_scheduled || !self.subscribers.is_empty() {
+            return;
+        }
+        dormancy.check_scheduled = true;
+        ctx.run_later(DORMANT_AFTER, |topic, ctx| topic.look_at_dormancy(ctx));
+    }
+
+    /// A subscriber or a cached message keeps the topic; its departure or
+    /// consumption is activity, which looks again.
+    fn look_at_dormancy(&mut self, ctx: &mut Context<Self>) {
+        self.dormancy.check_scheduled = false;
+        if !self.subscribers.is_empty() || !self.cache.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.dormancy.active) || !self.is_idle() {
+            return self.schedule_dormancy_check(ctx);
+        }
+        if let Some(registry) = &self.dormancy.registry {
+            registry.do_send(Idle {
+                name: self.name.clone(),
+                topic: ctx.address(),
+            });
+        }
+    }
+
     fn replay(&mut self, outbox: &Outbox, from: u64, below: u64) {
         let start = self.cache.partition_point(|c| c.index < from);
         let mut i = start;
+        let mut replayed = 0;
         while i < self.cache.len() && self.cache[i].index < below {
             let cached = &self.cache[i];
             if outbox.push(Outgoing::Line(cached.line.clone())).is_err() {
-                return;
+                break;
             }
+            replayed += 1;
             if cached.one {
                 self.cache_remove(i);
             } else {
                 i += 1;
             }
         }
+        metrics::get().replayed(replayed);
     }
 }
 
@@ -572,13 +746,16 @@ impl Actor for TopicActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        tracing::debug!(topic = %self.name, "topic created");
+        tracing::debug!(topic = %self.name, next_index = self.next_index, "topic started");
+        metrics::get().topics(1);
         // Evictions of what the store held beyond today's cache size.
         self.schedule_commit(ctx);
+        self.note_activity(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.memory.sub(self.cache_bytes);
+        metrics::get().topics(-1);
     }
 }
 
@@ -609,6 +786,7 @@ impl TopicActor {
         }
         self.pace.owed.push(batch.credit);
         self.schedule_settle(ctx);
+        self.note_activity(ctx);
     }
 
     /// Whether replaying `from..below` consumes a `one` message.
@@ -746,6 +924,7 @@ impl Handler<Unsubscribe> for TopicActor {
         self.subscribers.retain(|s| s.outbox.id() != msg.connection);
         self.repace(ctx);
         self.schedule_commit(ctx);
+        self.note_activity(ctx);
     }
 }
 
@@ -756,6 +935,32 @@ impl Handler<Redeliver> for TopicActor {
         self.flush();
         self.send_one(msg.index, msg.line, msg.cache, ctx);
         self.schedule_commit(ctx);
+        self.note_activity(ctx);
+    }
+}
+
+impl Handler<Retire> for TopicActor {
+    type Result = MessageResult<Retire>;
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) -> Self::Result {
+        if self.is_idle() {
+            tracing::debug!(topic = %self.name, next_index = self.next_index, "topic dormant");
+            // A dormant topic resumes exactly here, after a restart too.
+            self.store.close(self.next_index);
+            self.store.commit();
+            ctx.stop();
+            return MessageResult(Some(self.next_index));
+        }
+        self.note_activity(ctx);
+        MessageResult(None)
+    }
+}
+
+impl Handler<StillShared> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StillShared, ctx: &mut Self::Context) {
+        self.note_activity(ctx);
     }
 }
 
@@ -789,6 +994,22 @@ impl Handler<SubscriberCount> for TopicActor {
 
     fn handle(&mut self, _: SubscriberCount, _: &mut Self::Context) -> usize {
         self.subscribers.len()
+    }
+}
+
+impl Handler<Summarize> for TopicActor {
+    type Result = MessageResult<Summarize>;
+
+    fn handle(&mut self, _: Summarize, _: &mut Self::Context) -> Self::Result {
+        // Sends handled before this count as cached, as for a subscriber.
+        self.flush();
+        MessageResult(TopicSummary {
+            name: self.name.clone(),
+            next_index: self.next_index,
+            cached: self.cache.len(),
+            cached_bytes: self.cache_bytes,
+            subscribers: self.subscribers.len(),
+        })
     }
 }
 

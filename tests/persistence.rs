@@ -109,6 +109,49 @@ async fn a_restart_after_sigterm_resumes_every_topic_as_if_never_stopped() {
     }
 }
 
+/// A topic idle long enough retires its actor and cuts its index lease back
+/// to its counter with a synced commit, whatever `--fsync` says: even a
+/// kill -9 after that resumes it with no gap.
+#[tokio::test]
+async fn a_dormant_topic_resumes_with_no_gap_even_after_a_kill_9() {
+    let dir = TempDir::new("dormant");
+    // No cache: a topic with cached messages never retires.
+    let args = ["0", "--fsync", "never"];
+    let server = Server::start_with_dir(&dir, &args);
+    let mut subscriber = server.client().await;
+    subscriber.subscribe("quiet").await;
+    let mut publisher = server.client().await;
+    for k in 0..3 {
+        publisher.publish("quiet", &text("quiet", k), "all").await;
+        subscriber
+            .expect(delivered("quiet", &text("quiet", k), "all", k))
+            .await;
+    }
+    drop((subscriber, publisher));
+    tokio::time::sleep(3 * mq_actix::config::DORMANT_AFTER).await;
+    server.crash().await;
+
+    let server = Server::start_with_dir(&dir, &args);
+    let mut subscriber = server.client().await;
+    subscriber.subscribe("quiet").await;
+    let mut publisher = server.client().await;
+    publisher.publish("quiet", "restarted", "all").await;
+    subscriber
+        .expect(delivered("quiet", "restarted", "all", 3))
+        .await;
+}
+
+#[tokio::test]
+async fn fsync_without_a_data_dir_is_a_usage_error() {
+    let output = Command::new(BIN)
+        .args(["0", "--fsync", "batch"])
+        .output()
+        .expect("run mq-actix");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_second_server_on_the_same_dir_exits_with_a_clear_error() {
     let dir = TempDir::new("lock");

@@ -30,6 +30,8 @@ fn replies(chunks: &[&[u8]], max_line: usize) -> Vec<Vec<u8>> {
                 Ok(Line::Empty) => {}
                 Ok(Line::Quit) => quit = true,
                 Ok(Line::Command(_)) => out.push(protocol::OK.to_vec()),
+                // A broker without --users, where `auth` is no command.
+                Ok(Line::Auth(_)) => out.push(protocol::ProtocolError::Malformed.reply().to_vec()),
                 Err(e) => out.push(e.reply().to_vec()),
             },
         }

@@ -5,7 +5,8 @@
 //! out of time. The server is the real binary as a child process, so its
 //! memory is its own.
 //!
-//! `STRESS_SECS` lengthens the slow-reader run; run these with `--release`
+//! `STRESS_SECS` lengthens the slow-reader run and `PARTIAL_CONNS` raises
+//! the number of unfinished lines; run these with `--release`
 //! and `--nocapture` for the figures quoted in docs/ROBUSTNESS.md.
 
 mod common;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{send_line, Client, Rng, Server, WAIT};
+use mq_actix::config::DORMANT_AFTER;
 use serde_json::Value;
 use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -130,15 +132,36 @@ async fn count_oks(mut stream: impl AsyncRead + Unpin, oks: Arc<AtomicU64>, stop
     }
 }
 
+/// `name` from the environment, or `default`: how the figures in
+/// docs/ROBUSTNESS.md lengthen a run.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Sends `line` every 50 ms until a reply's `success` is `success`, which
+/// must come within [`WAIT`]; that reply.
+async fn send_until(publisher: &mut Client, line: &str, success: bool, what: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        publisher.send(line).await;
+        let reply = publisher.recv().await;
+        if reply["success"] == Value::Bool(success) {
+            return reply;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Case 1 of the stress issue: a subscriber reading about 800 KB/s and a
 /// publisher flooding its topic. The publisher must be slowed to the
 /// reader's pace (or the reader cut off); the server must not grow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_slows_its_publisher_and_the_server_stays_small() {
-    let secs: u64 = std::env::var("STRESS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs: u64 = env_or("STRESS_SECS", 5);
     let server = Server::start();
     let mut reader = connect_small(server.addr(), 16 * 1024).await;
     subscribe_raw(&mut reader, "slow").await;
@@ -360,7 +383,8 @@ async fn a_deaf_publisher_is_cut_off_within_its_budget_in_real_memory() {
 /// Case 4: small cached messages sent next to huge uncached ones cost what
 /// they are, not the batch buffers they were written into. Measured as the
 /// growth between a round where nothing is cached and one where each small
-/// message is, so the allocator's own retention cancels out.
+/// message is: RSS after the cached round may not exceed the peak of the
+/// uncached one by much, whatever the allocator kept or gave back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_cached_message_does_not_pin_its_batch() {
     const PAIRS: usize = 200;
@@ -384,13 +408,13 @@ async fn a_small_cached_message_does_not_pin_its_batch() {
         }
         let delivered = read_indexes_until_quiet(&mut subscriber, Duration::from_secs(1)).await;
         assert_eq!(delivered.len(), 2 * PAIRS);
-        after.push(server.rss_kib());
+        after.push((server.rss_kib(), server.peak_rss_kib()));
     }
     eprintln!(
-        "cache amplification: RSS {} KiB after {PAIRS} uncached pairs, {} KiB after {PAIRS} more with the small one cached",
-        after[0], after[1]
+        "cache amplification: peak RSS {} KiB over {PAIRS} uncached pairs, {} KiB after {PAIRS} more with the small one cached",
+        after[0].1, after[1].0
     );
-    let grown = after[1].saturating_sub(after[0]);
+    let grown = after[1].0.saturating_sub(after[0].1);
     // Pinning would hold PAIRS x 256 KiB = 50 MiB more; owned copies hold
     // PAIRS x about 200 bytes.
     assert!(grown < 16 * 1024, "grew {grown} KiB");
@@ -466,15 +490,7 @@ async fn at_max_memory_sends_are_refused_and_the_slowest_consumer_is_cut() {
     };
     assert!(closed, "the slowest consumer was not cut off");
     // ...and the memory it held is free again: sends are taken.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        publisher.send(&line).await;
-        if publisher.recv().await["success"] == Value::Bool(true) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sends were never taken again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    send_until(&mut publisher, &line, true, "sends were never taken again").await;
 }
 
 /// Shutdown that runs out of time says so: a distinct exit status, and a
@@ -500,4 +516,85 @@ async fn a_shutdown_deadline_with_undelivered_messages_exits_3_and_says_how_many
         "log: {log}"
     );
     drop(stalled);
+}
+
+/// Case 5, partial lines: bytes held in unfinished lines count toward
+/// `--max-memory` (sends are refused while they fill it) and are given back
+/// when `--line-timeout` closes their connections. `PARTIAL_CONNS` raises
+/// the number of 1 MB partial lines (docs/ROBUSTNESS.md quotes 1,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_lines_count_toward_max_memory_until_the_line_timeout() {
+    let connections: usize = env_or("PARTIAL_CONNS", 100);
+    // Below what the partial lines hold, so they alone reach it.
+    let limit = connections * 1_000_000 / 2;
+    let server = Server::start_with(&["--max-memory", &limit.to_string(), "--line-timeout", "3"]);
+    let before = server.rss_kib();
+    let mut partial = Vec::new();
+    for _ in 0..connections {
+        let mut client = TcpStream::connect(server.addr()).await.expect("connect");
+        client
+            .write_all(&vec![b'p'; 1_000_000])
+            .await
+            .expect("write a partial line");
+        partial.push(client);
+    }
+    let mut publisher = Client::connect(server.addr()).await;
+    let line = send_line("partial", "m", "all");
+    let what =
+        format!("{connections} MB of partial lines never reached a {limit}-byte --max-memory");
+    let reply = send_until(&mut publisher, &line, false, &what).await;
+    assert_eq!(
+        reply,
+        serde_json::json!({"success": false, "reason": "Server out of memory"})
+    );
+    let held = server.rss_kib();
+    for client in &mut partial {
+        let mut byte = [0u8; 1];
+        let read = timeout(WAIT, client.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a partial line outlived --line-timeout: {read:?}"
+        );
+    }
+    let what = "sends were refused after the partial lines were closed";
+    send_until(&mut publisher, &line, true, what).await;
+    eprintln!(
+        "partial lines: RSS {before} KiB before, {held} KiB holding {connections} x 1 MB, {} KiB after the line timeout",
+        server.rss_kib()
+    );
+}
+
+/// Case 5, topics: a topic with no subscriber and nothing cached retires
+/// its actor and costs only its name and counter. Measured as the growth
+/// from a first round of topics, gone dormant, to a second, gone dormant
+/// too, so that the allocator's retention cancels out; the figure is
+/// printed for docs/ROBUSTNESS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_topic_costs_little() {
+    const TOPICS: usize = 20_000;
+    let server = Server::start();
+    let mut publisher = Client::connect(server.addr()).await;
+    let mut after = Vec::new();
+    for round in ["first", "second"] {
+        for chunk in (0..TOPICS).collect::<Vec<_>>().chunks(1_000) {
+            let mut sends = String::new();
+            for i in chunk {
+                sends.push_str(&format!(
+                    "{{\"command\": \"send\", \"topic\": \"{round}-{i:06}\", \"msg\": \"x\", \"delivery\": \"all\", \"cache\": false}}\n"
+                ));
+            }
+            publisher.send_raw(sends.as_bytes()).await;
+            for _ in chunk {
+                publisher.expect_ok().await;
+            }
+        }
+        tokio::time::sleep(3 * DORMANT_AFTER).await;
+        after.push(server.rss_kib());
+    }
+    let per_topic = (after[1].saturating_sub(after[0]) << 10) / TOPICS as u64;
+    eprintln!(
+        "empty topics: RSS {} KiB after {TOPICS} topics went dormant, {} KiB after {TOPICS} more: {per_topic} bytes each",
+        after[0], after[1]
+    );
+    assert!(per_topic < 1_024, "{per_topic} bytes per empty topic");
 }

@@ -6,7 +6,7 @@ mod common;
 use common::Server;
 use serde_json::Value;
 
-/// The session in README.md's "Try it with telnet", without the shell
+/// The session in README.md's "Or with telnet", without the shell
 /// prompt and telnet's own closing message.
 const SESSION: &str = r#"{"command": "subscribe", "topic": "foo"}
 {"success": true}
@@ -26,7 +26,7 @@ fn json(line: &str) -> Value {
 fn the_readme_shows_this_session() {
     let readme = include_str!("../README.md");
     assert!(
-        readme.contains("## Try it with telnet"),
+        readme.contains("## Or with telnet"),
         "README.md lost its telnet section"
     );
     assert!(

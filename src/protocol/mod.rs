@@ -12,5 +12,5 @@ mod parse;
 mod reply;
 
 pub use delivery::DeliveryTemplate;
-pub use parse::{parse_line, Command, Delivery, Line, Send, Subscribe};
+pub use parse::{parse_line, Auth, Command, Delivery, Line, Password, Send, Subscribe};
 pub use reply::{ProtocolError, OK};

@@ -25,6 +25,27 @@ pub enum Line<'a> {
     /// A valid command, to be carried out and answered with
     /// [`OK`](super::OK).
     Command(Command<'a>),
+    /// Extension: `{"command": "auth", "user": U, "password": P}`, which
+    /// names no topic; meaningful only when the broker has `--users`.
+    Auth(Auth<'a>),
+}
+
+/// The credentials of an `auth` line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Auth<'a> {
+    pub user: Cow<'a, str>,
+    pub password: Password<'a>,
+}
+
+/// A password, whose `Debug` does not show it, so that no log line or panic
+/// message can carry one.
+#[derive(PartialEq, Eq)]
+pub struct Password<'a>(pub Cow<'a, str>);
+
+impl fmt::Debug for Password<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 /// A valid command. Strings borrow from the input line where they need no
@@ -92,10 +113,7 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ProtocolError> {
         return Ok(Line::Quit);
     }
     match parse_fields(text).or_else(|_| parse_fields_deep(text)) {
-        Ok(fields) => fields
-            .into_command()
-            .map(Line::Command)
-            .ok_or(ProtocolError::Malformed),
+        Ok(fields) => fields.into_line().ok_or(ProtocolError::Malformed),
         Err(_) if is_json(text) => Err(ProtocolError::Malformed),
         Err(_) => Err(ProtocolError::NotJson),
     }
@@ -122,6 +140,8 @@ struct Fields<'a> {
     /// `None` inside: present but not an integer.
     last_seen: Option<Option<i64>>,
     cache: Option<Value<'a>>,
+    user: Option<Value<'a>>,
+    password: Option<Value<'a>>,
 }
 
 /// A JSON value reduced to what a command can use.
@@ -148,7 +168,7 @@ impl<'a> Value<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn into_command(self) -> Option<Command<'a>> {
+    fn into_line(self) -> Option<Line<'a>> {
         let Fields {
             command,
             topic,
@@ -156,7 +176,27 @@ impl<'a> Fields<'a> {
             delivery,
             last_seen,
             cache,
+            user,
+            password,
         } = self;
+        let command = command?.into_str()?;
+        if command == "auth" {
+            if topic.is_some()
+                || msg.is_some()
+                || delivery.is_some()
+                || last_seen.is_some()
+                || cache.is_some()
+            {
+                return None;
+            }
+            return Some(Line::Auth(Auth {
+                user: user?.into_str()?,
+                password: Password(password?.into_str()?),
+            }));
+        }
+        if user.is_some() || password.is_some() {
+            return None;
+        }
         let topic = topic?.into_str()?;
         let cache = match cache {
             Some(value) => Some(value.into_bool()?),
@@ -166,7 +206,7 @@ impl<'a> Fields<'a> {
             Some(value) => Some(value?),
             None => None,
         };
-        match command?.into_str()?.as_ref() {
+        let command = match command.as_ref() {
             "subscribe" if msg.is_none() && delivery.is_none() => {
                 Some(Command::Subscribe(Subscribe {
                     topic,
@@ -196,7 +236,8 @@ impl<'a> Fields<'a> {
                 }))
             }
             _ => None,
-        }
+        };
+        command.map(Line::Command)
     }
 }
 
@@ -247,6 +288,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                     fields.last_seen = Some(parse_integer(raw.get()));
                 }
                 "cache" => fields.cache = Some(map.next_value()?),
+                "user" => fields.user = Some(map.next_value()?),
+                "password" => fields.password = Some(map.next_value()?),
                 _ => return Err(de::Error::custom("unknown key")),
             }
         }
@@ -482,6 +525,39 @@ mod tests {
             r#"{"command": "send", "topic": "a", "msg": "m", "delivery": "all", "cache": "no"}"#,
             r#"{"command": ["send"], "topic": "a"}"#,
             r#"{"Command": "subscribe", "topic": "a"}"#,
+        ] {
+            assert_eq!(error(line.as_bytes()), ProtocolError::Malformed, "{line}");
+        }
+    }
+
+    fn auth(line: &str) -> Auth<'_> {
+        match parse_line(line.as_bytes()) {
+            Ok(Line::Auth(auth)) => auth,
+            other => panic!("{line:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auth_lines() {
+        let a = auth(r#"{"command": "auth", "user": "alice", "password": "p\u00e4ss"}"#);
+        assert_eq!(a.user, "alice");
+        assert_eq!(a.password, Password("päss".into()));
+        assert_eq!(
+            auth(r#"{"password": "", "user": "", "command": "auth"}"#).user,
+            ""
+        );
+        assert!(!format!("{a:?}").contains("päss"));
+        for line in [
+            r#"{"command": "auth", "user": "a"}"#,
+            r#"{"command": "auth", "password": "p"}"#,
+            r#"{"command": "auth", "user": 1, "password": "p"}"#,
+            r#"{"command": "auth", "user": "a", "password": null}"#,
+            r#"{"command": "auth", "user": "a", "password": "p", "topic": "t"}"#,
+            r#"{"command": "auth", "user": "a", "password": "p", "cache": true}"#,
+            r#"{"command": "subscribe", "topic": "a", "user": "u"}"#,
+            r#"{"command": "send", "topic": "a", "msg": "m", "delivery": "all", "password": "p"}"#,
+            r#"{"command": "unsubscribe", "topic": "a", "user": "u", "password": "p"}"#,
+            r#"{"command": "Auth", "user": "a", "password": "p"}"#,
         ] {
             assert_eq!(error(line.as_bytes()), ProtocolError::Malformed, "{line}");
         }

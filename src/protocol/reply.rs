@@ -57,6 +57,12 @@ protocol_errors! {
     Internal => "Internal exception",
     /// Extension: a `send` refused because `--max-memory` is reached.
     OutOfMemory => "Server out of memory",
+    /// Extension: with `--users`, any command before a successful `auth`.
+    AuthenticationRequired => "Authentication required",
+    /// Extension: an `auth` whose user or password is wrong.
+    AuthenticationFailed => "Authentication failed",
+    /// Extension: a command on a topic the user has no permission for.
+    PermissionDenied => "Permission denied",
 }
 
 impl fmt::Display for ProtocolError {

@@ -270,7 +270,10 @@ mod tests {
         store.reserve(1);
         complete(next_job().expect("first lease"));
         assert!(store.reserve(2 + LEASE / 2).is_none(), "still covered");
-        assert!(store.has_pending(), "the next lease rides on the next commit");
+        assert!(
+            store.has_pending(),
+            "the next lease rides on the next commit"
+        );
         store.commit();
         let job = next_job().expect("the next lease");
         assert!(job.must_sync);

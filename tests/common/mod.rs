@@ -26,6 +26,8 @@ pub const QUIET: Duration = Duration::from_millis(200);
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The `--metrics` address, when the server was given one.
+    metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -40,27 +42,54 @@ impl Server {
 
     /// Like [`Server::start_with`], with the server's stderr going to `stderr`.
     pub fn start_logging(args: &[&str], stderr: Stdio) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
-            .arg("0")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start mq-actix");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("read the listening line");
+        let (child, first) = spawn_listening(&["0"], args, stderr);
         let addr = first
             .split_whitespace()
             .find_map(|word| word.parse().ok())
             .unwrap_or_else(|| panic!("no address in {first:?}"));
-        Server { child, addr }
+        let metrics = first
+            .split_once("metrics on http://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|addr| addr.parse().ok());
+        Server {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    /// Started with `--tls-port 0` (and the other `args`): the server and
+    /// its TLS address, read from the listening line (`... and with TLS on
+    /// ADDR ...`, or `listening with TLS on ADDR` with `--no-plain`, where
+    /// [`Server::addr`] is the TLS address too).
+    pub fn start_tls(args: &[&str], stderr: Stdio) -> (Server, SocketAddr) {
+        let (child, first) = spawn_listening(&["0", "--tls-port", "0"], args, stderr);
+        let mut addrs = first.split_whitespace().filter_map(|w| w.parse().ok());
+        let addr = addrs
+            .next()
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let tls = first
+            .split("TLS on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|word| word.parse().ok())
+            .unwrap_or_else(|| panic!("no TLS address in {first:?}"));
+        let server = Server {
+            child,
+            addr,
+            metrics: None,
+        };
+        (server, tls)
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `--metrics` serves, as the server's listening line says.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .unwrap_or_else(|| panic!("the server was started without --metrics"))
     }
 
     pub fn pid(&self) -> u32 {
@@ -116,6 +145,24 @@ impl Server {
     }
 }
 
+/// The broker started with `first` then `args`, and the line it prints
+/// once it listens.
+fn spawn_listening(first: &[&str], args: &[&str], stderr: Stdio) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mq-actix"))
+        .args(first)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start mq-actix");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    (child, line)
+}
+
 /// One `kB` figure of `/proc/PID/status`.
 pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -140,6 +187,21 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connects to `addr` from the local address `from` (any port): on
+    /// Linux every 127.x.y.z address is this machine, so a test can be
+    /// several clients' addresses at once.
+    pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind");
+        let stream = socket.connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (read, write) = stream.into_split();
+        Client {
+            reader: AsyncBufReader::new(read),
+            writer: write,
+        }
+    }
+
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");

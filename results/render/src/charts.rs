@@ -1,24 +1,28 @@
-//! The SVG charts: deliveries against subscribers, latency against offered
-//! rate, and one bar chart per comparison. Drawn with plotters' SVG backend
+//! The SVG charts: deliveries at each number of subscribers, latency at
+//! each offered rate, and one bar chart per comparison. Each draws only
+//! what was measured: a mark per measured value, with a whisker from the
+//! lowest run to the highest, and no line between two measured values;
+//! each names its commit, day and machine under its title. Drawn with plotters' SVG backend
 //! only, so no font library is needed: the viewer's sans-serif font draws
 //! the text.
 
+use std::cmp::Ordering;
 use std::path::Path;
 
 use anyhow::anyhow;
-use plotters::coord::ranged1d::{SegmentValue, ValueFormatter};
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordi32;
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::data::{Server, Summary};
+use crate::stats::Spread;
 use crate::tables;
 use crate::targets::{Metric, Outcome};
 
 const SIZE: (u32, u32) = (860, 520);
 
-/// A line's points, in data coordinates.
-type Points = Vec<(f64, f64)>;
 const FONT: &str = "sans-serif";
 
 /// Each server's colour, the same in every chart.
@@ -73,135 +77,364 @@ pub fn duration(us: f64) -> String {
     }
 }
 
-/// Deliveries per second against the number of subscribers, one line per
-/// server, from the closed-loop `fanout-N` cases. `Ok(false)` when there is
-/// nothing to draw.
-pub fn fanout(summaries: &[Summary], path: &Path) -> anyhow::Result<bool> {
-    let lines: Vec<(Server, Points)> = Server::ALL
-        .iter()
-        .map(|&server| {
-            let points = summaries
-                .iter()
-                .filter(|s| s.server == server && s.case.starts_with("fanout-"))
-                .filter_map(|s| Some((s.params.clients as f64, s.delivery_rate?)))
-                .collect::<Vec<_>>();
-            (server, points)
-        })
-        .filter(|(_, points)| !points.is_empty())
+/// One measured x value of a grouped chart (a subscriber count, an offered
+/// rate) and, per series, the spread of its runs there (`None` where that
+/// series was not measured). Charts are drawn from groups, not lines, so
+/// that nothing is drawn between two measured values that was not measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub x: f64,
+    pub spreads: Vec<Option<Spread>>,
+}
+
+/// How a series of a grouped chart is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// A bar up to the median, for rates on a linear axis.
+    Bar,
+    /// A dot at the median, for latencies on a log axis, where a bar's
+    /// foot would mean nothing.
+    Dot,
+}
+
+/// A grouped chart's series: its legend label and colour.
+type Series = (String, RGBColor);
+
+/// The groups of the fanout chart: one per subscriber count that some
+/// server was measured at (`fanout-N` cases), in increasing order, each
+/// with the delivery rates of [`Server::ALL`].
+pub fn fanout_groups(summaries: &[Summary]) -> Vec<Group> {
+    let fanout = || summaries.iter().filter(|s| s.case.starts_with("fanout-"));
+    let mut counts: Vec<usize> = fanout()
+        .filter(|s| s.delivery_rate.is_some())
+        .map(|s| s.params.clients)
         .collect();
-    let all = || lines.iter().flat_map(|(_, p)| p.iter());
-    let Some(x_max) = all().map(|p| p.0).reduce(f64::max) else {
+    counts.sort_unstable();
+    counts.dedup();
+    counts
+        .into_iter()
+        .map(|n| Group {
+            x: n as f64,
+            spreads: Server::ALL
+                .iter()
+                .map(|&server| {
+                    fanout()
+                        .find(|s| s.server == server && s.params.clients == n)
+                        .and_then(|s| s.delivery_rate)
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Deliveries per second at each measured number of subscribers, a bar
+/// per server with its runs' spread. `Ok(false)` when there is nothing to
+/// draw.
+pub fn fanout(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Result<bool> {
+    let groups = fanout_groups(summaries);
+    let Some(y_max) = highest(&groups) else {
         return Ok(false);
     };
-    let x_min = all().map(|p| p.0).fold(f64::INFINITY, f64::min);
-    let y_max = all().map(|p| p.1).fold(0.0, f64::max) * 1.12;
-    let runs = summaries.iter().map(|s| s.runs).max().unwrap_or(1);
-
+    let runs = runs_of(summaries.iter().filter(|s| s.case.starts_with("fanout-")));
+    let series: Vec<Series> = Server::ALL
+        .iter()
+        .map(|&s| (s.label().to_string(), colour(s)))
+        .collect();
+    let (groups, series) = measured_series(groups, series);
     let root = canvas(path)?;
-    let mut chart = builder(
+    let body = heading(
         &root,
-        "Fanout: deliveries per second against subscribers",
-        24,
-        56,
-    )
-    .build_cartesian_2d(
-        ((x_min / 2.0).max(0.5)..x_max * 2.0).log_scale(),
-        0.0..y_max.max(1.0),
-    )
-    .map_err(err)?;
-    draw_axes(
+        "Fanout: deliveries per second at each number of subscribers",
+        &format!("{subtitle} · {}", spread_note(runs)),
+    )?;
+    let slots = Slots::new(groups.len(), series.len());
+    let mut chart = builder(&body, 56)
+        .build_cartesian_2d(slots.axis(), 0.0..(y_max * 1.12).max(1.0))
+        .map_err(err)?;
+    let label = |i: usize| match groups[i].x {
+        1.0 => "1 subscriber".to_string(),
+        n => format!("{} subscribers", tables::count(n)),
+    };
+    draw_x_axis(
         &mut chart,
-        "subscribers on the topic (log scale; 1 publisher, window 64, 64-byte messages)",
-        &format!("deliveries per second (median of {runs})"),
+        &slots,
+        &label,
+        "subscribers on the topic (1 publisher, window 64, 64-byte messages)",
+        "deliveries per second",
         &|v| short(*v),
         None,
     )?;
-    let lines = lines
-        .iter()
-        .map(|(server, points)| (server.label(), colour(*server), points));
-    draw_lines(&mut chart, lines)?;
+    draw_groups(&mut chart, &slots, &groups, &series, Mark::Bar)?;
     root.present().map_err(err)?;
     Ok(true)
 }
 
-/// Latency percentiles against offered rate (open loop) for mq-actix, from
-/// the `latency-P` cases. `Ok(false)` when there is nothing to draw.
-pub fn latency(summaries: &[Summary], path: &Path) -> anyhow::Result<bool> {
-    let cases: Vec<&Summary> = summaries
+/// The groups of the latency chart: one per offered rate of mq-actix's
+/// `latency-P` cases, in increasing order, each with its p50, p99 and
+/// p99.9.
+pub fn latency_groups(summaries: &[Summary]) -> Vec<Group> {
+    let mut cases: Vec<&Summary> = summaries
         .iter()
         .filter(|s| s.server == Server::MqActix && s.case.starts_with("latency-"))
         .filter(|s| s.rate.is_some() && s.p50_us.is_some())
         .collect();
-    if cases.is_empty() {
-        return Ok(false);
-    }
-    let subscribers = cases[0].params.clients;
-    let runs = cases.iter().map(|s| s.runs).max().unwrap_or(1);
-    type Pick = fn(&Summary) -> Option<f64>;
-    let percentiles: [(&str, Pick, RGBColor); 3] = [
-        ("p50", |s| s.p50_us, RGBColor(0x1f, 0x77, 0xb4)),
-        ("p99", |s| s.p99_us, RGBColor(0xff, 0x7f, 0x0e)),
-        ("p99.9", |s| s.p999_us, RGBColor(0x94, 0x67, 0xbd)),
-    ];
-    let lines: Vec<(&str, RGBColor, Points)> = percentiles
+    cases.sort_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap_or(Ordering::Equal));
+    cases
         .iter()
-        .map(|(name, pick, c)| {
-            let mut points: Points = cases
-                .iter()
-                .filter_map(|s| Some((s.rate?, pick(s)?.max(0.1))))
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (*name, *c, points)
+        .filter_map(|s| {
+            Some(Group {
+                x: s.rate?,
+                spreads: vec![s.p50_us, s.p99_us, s.p999_us],
+            })
         })
-        .collect();
-    let all = || lines.iter().flat_map(|(_, _, p)| p.iter());
-    let x_max = all().map(|p| p.0).fold(0.0, f64::max) * 1.08;
-    let y_min = all().map(|p| p.1).fold(f64::INFINITY, f64::min) / 2.0;
-    let y_max = all().map(|p| p.1).fold(0.0, f64::max) * 2.0;
+        .collect()
+}
 
+/// mq-actix's latency percentiles at each measured offered rate (open
+/// loop), a dot per percentile with its runs' spread. `Ok(false)` when
+/// there is nothing to draw.
+pub fn latency(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Result<bool> {
+    let groups = latency_groups(summaries);
+    let Some(y_max) = highest(&groups) else {
+        return Ok(false);
+    };
+    let y_min = groups
+        .iter()
+        .flat_map(|g| g.spreads.iter().flatten())
+        .map(|s| s.min)
+        .fold(f64::INFINITY, f64::min)
+        .max(0.1);
+    let latency = || summaries.iter().filter(|s| s.case.starts_with("latency-"));
+    let subscribers = latency().map(|s| s.params.clients).next().unwrap_or(0);
+    let series: Vec<Series> = [
+        ("p50", RGBColor(0x1f, 0x77, 0xb4)),
+        ("p99", RGBColor(0xff, 0x7f, 0x0e)),
+        ("p99.9", RGBColor(0x94, 0x67, 0xbd)),
+    ]
+    .map(|(l, c)| (l.to_string(), c))
+    .to_vec();
     let root = canvas(path)?;
-    let mut chart = builder(
+    let body = heading(
         &root,
-        format!("mq-actix latency against offered rate (open loop, fanout to {subscribers})"),
-        22,
-        56,
-    )
-    .build_cartesian_2d(0.0..x_max.max(1.0), (y_min..y_max).log_scale())
-    .map_err(err)?;
-    draw_axes(
+        &format!("mq-actix latency at each offered rate (open loop, fanout to {subscribers})"),
+        &format!("{subtitle} · {}", spread_note(runs_of(latency()))),
+    )?;
+    let slots = Slots::new(groups.len(), series.len());
+    let mut chart = builder(&body, 56)
+        .build_cartesian_2d(slots.axis(), (y_min / 2.0..y_max * 2.0).log_scale())
+        .map_err(err)?;
+    let label = |i: usize| format!("{}/s", tables::count(groups[i].x));
+    draw_x_axis(
         &mut chart,
+        &slots,
+        &label,
         "offered rate (messages published per second, each delivered to every subscriber)",
-        &format!("end-to-end latency (log scale, median of {runs})"),
+        "end-to-end latency (log scale)",
         &|v| duration(*v),
         Some(12),
     )?;
-    draw_lines(
-        &mut chart,
-        lines.iter().map(|(name, c, points)| (*name, *c, points)),
-    )?;
+    draw_groups(&mut chart, &slots, &groups, &series, Mark::Dot)?;
     root.present().map_err(err)?;
     Ok(true)
 }
 
-/// One comparison as bars, one per server, with each value written above
-/// its bar and the target's absolute bound as a dashed line. `Ok(false)`
-/// when mq-actix has no figure.
-pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bool> {
+/// `groups` and `series` without the series measured in no group (a server
+/// left out of the run), so that no room is kept for marks never drawn.
+fn measured_series(groups: Vec<Group>, series: Vec<Series>) -> (Vec<Group>, Vec<Series>) {
+    let kept: Vec<usize> = (0..series.len())
+        .filter(|&k| {
+            groups
+                .iter()
+                .any(|g| g.spreads.get(k).is_some_and(Option::is_some))
+        })
+        .collect();
+    let groups = groups
+        .into_iter()
+        .map(|g| Group {
+            x: g.x,
+            spreads: kept.iter().map(|&k| g.spreads[k]).collect(),
+        })
+        .collect();
+    let series = kept.iter().map(|&k| series[k].clone()).collect();
+    (groups, series)
+}
+
+/// The highest run over all groups, `None` when there is none.
+fn highest(groups: &[Group]) -> Option<f64> {
+    groups
+        .iter()
+        .flat_map(|g| g.spreads.iter().flatten())
+        .map(|s| s.max)
+        .reduce(f64::max)
+}
+
+/// The most runs any of `summaries` has.
+fn runs_of<'a>(summaries: impl Iterator<Item = &'a Summary>) -> usize {
+    summaries.map(|s| s.runs).max().unwrap_or(1)
+}
+
+/// What a mark and its whisker stand for, for the subtitle.
+fn spread_note(runs: usize) -> String {
+    if runs > 1 {
+        format!("median of {runs} runs, whiskers from lowest to highest run")
+    } else {
+        "1 run".to_string()
+    }
+}
+
+/// The x axis of a grouped chart: one segment per series in each group and
+/// an empty one between groups, so that each group's marks stand side by
+/// side over its label and no x value is implied between two groups.
+struct Slots {
+    groups: usize,
+    series: usize,
+}
+
+impl Slots {
+    fn new(groups: usize, series: usize) -> Slots {
+        Slots { groups, series }
+    }
+
+    /// The segment of `series` in `group`.
+    fn of(&self, group: usize, series: usize) -> i32 {
+        (group * (self.series + 1) + series) as i32
+    }
+
+    /// The group whose label goes under segment `slot`: the middle series'.
+    fn labelled(&self, slot: i32) -> Option<usize> {
+        let slot = usize::try_from(slot).ok()?;
+        let (group, series) = (slot / (self.series + 1), slot % (self.series + 1));
+        (group < self.groups && series == self.series / 2).then_some(group)
+    }
+
+    fn count(&self) -> i32 {
+        (self.groups * (self.series + 1) - 1) as i32
+    }
+
+    /// An i32 range includes its end: 0..n - 1 makes n segments.
+    fn axis(&self) -> SegmentedCoord<RangedCoordi32> {
+        (0..self.count() - 1).into_segmented()
+    }
+}
+
+/// Draws the grid and the axes of a grouped chart: each group's label,
+/// from `label`, under its middle segment; y values as `y_value` writes
+/// them, `y_labels` of them where plotters' default number is too few.
+fn draw_x_axis<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<SegmentedCoord<RangedCoordi32>, Y>>,
+    slots: &Slots,
+    label: &dyn Fn(usize) -> String,
+    x_desc: &str,
+    y_desc: &str,
+    y_value: &dyn Fn(&f64) -> String,
+    y_labels: Option<usize>,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let x_value = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) => slots.labelled(*i).map(label).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.disable_x_mesh()
+        .x_labels(slots.count() as usize)
+        .x_label_formatter(&x_value)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .y_label_formatter(y_value)
+        .axis_desc_style((FONT, 16))
+        .label_style((FONT, 14));
+    if let Some(n) = y_labels {
+        mesh.y_labels(n);
+    }
+    mesh.draw().map_err(err)
+}
+
+/// Draws each group's marks, one per series that was measured there, each
+/// with a whisker from its lowest run to its highest, then the legend.
+fn draw_groups<'a, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<SegmentedCoord<RangedCoordi32>, Y>>,
+    slots: &Slots,
+    groups: &[Group],
+    series: &[Series],
+    mark: Mark,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    let whisker = RGBColor(0x33, 0x33, 0x33).stroke_width(2);
+    for (k, (label, c)) in series.iter().enumerate() {
+        let measured: Vec<(i32, Spread)> = groups
+            .iter()
+            .enumerate()
+            .filter_map(|(g, group)| Some((slots.of(g, k), group.spreads.get(k).copied()??)))
+            .collect();
+        if measured.is_empty() {
+            continue;
+        }
+        let c = *c;
+        let drawn = match mark {
+            Mark::Bar => chart.draw_series(measured.iter().map(|&(slot, s)| {
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(slot), 0.0),
+                        (SegmentValue::Exact(slot + 1), s.median),
+                    ],
+                    c.filled(),
+                );
+                bar.set_margin(0, 0, 3, 3);
+                bar
+            })),
+            Mark::Dot => chart.draw_series(measured.iter().map(|&(slot, s)| {
+                Circle::new((SegmentValue::CenterOf(slot), s.median), 6, c.filled())
+            })),
+        }
+        .map_err(err)?;
+        drawn
+            .label(label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], c.filled()));
+        chart
+            .draw_series(measured.iter().map(|&(slot, s)| {
+                ErrorBar::new_vertical(
+                    SegmentValue::CenterOf(slot),
+                    s.min,
+                    s.median,
+                    s.max,
+                    whisker,
+                    10,
+                )
+            }))
+            .map_err(err)?;
+    }
+    draw_legend(chart, SeriesLabelPosition::UpperLeft, 16)
+}
+
+/// One comparison as bars, one per server, each with a whisker from its
+/// lowest run to its highest and its median written above, and the bound
+/// mq-actix must stay within, if any, as a dashed line. `Ok(false)` when
+/// mq-actix has no figure.
+pub fn compare(
+    outcome: &Outcome,
+    runs: usize,
+    subtitle: &str,
+    path: &Path,
+) -> anyhow::Result<bool> {
     let target = &outcome.target;
     if outcome.value(Server::MqActix).is_none() {
         return Ok(false);
     }
     let (axis, scale) = target.metric.axis();
-    let bars: Vec<(usize, Server, Option<f64>)> = Server::ALL
+    let bars: Vec<(usize, Server, Option<Spread>)> = Server::ALL
         .iter()
         .enumerate()
-        .map(|(i, &s)| (i, s, outcome.value(s)))
+        .map(|(i, &s)| (i, s, outcome.spreads[s as usize]))
         .collect();
     let bound = target.bound.map(|(b, text)| (b * scale, text));
     let y_max = bars
         .iter()
         .filter_map(|b| b.2)
-        .map(|v| v * scale)
+        .map(|v| v.max * scale)
         .chain(bound.map(|b| b.0))
         .fold(0.0, f64::max)
         * 1.18;
@@ -212,9 +445,14 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
     };
 
     let root = canvas(path)?;
+    let body = heading(
+        &root,
+        target.what,
+        &format!("{subtitle} · {}", spread_note(runs)),
+    )?;
     let n = bars.len() as i32;
     // An i32 range includes its end: 0..n - 1 makes n segments.
-    let mut chart = builder(&root, target.what, 20, 48)
+    let mut chart = builder(&body, 48)
         .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..y_max.max(1e-9))
         .map_err(err)?;
     let label_of = |v: &SegmentValue<i32>| match v {
@@ -230,7 +468,7 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
         .x_labels(bars.len())
         .x_label_formatter(&label_of)
         .y_label_formatter(&|v| short(*v))
-        .y_desc(format!("{axis}, {better} (median of {runs})"))
+        .y_desc(format!("{axis}, {better}"))
         .axis_desc_style((FONT, 16))
         .label_style((FONT, 16))
         .draw()
@@ -241,7 +479,7 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
             .into_font()
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Bottom));
-        let Some(v) = value else {
+        let Some(spread) = value else {
             chart
                 .draw_series(std::iter::once(Text::new(
                     "no data",
@@ -251,6 +489,7 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
                 .map_err(err)?;
             continue;
         };
+        let v = spread.median;
         let mut bar = Rectangle::new(
             [
                 (SegmentValue::Exact(i), 0.0),
@@ -260,6 +499,16 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
         );
         bar.set_margin(0, 0, 36, 36);
         chart.draw_series(std::iter::once(bar)).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(ErrorBar::new_vertical(
+                SegmentValue::CenterOf(i),
+                spread.min * scale,
+                v * scale,
+                spread.max * scale,
+                RGBColor(0x33, 0x33, 0x33).stroke_width(2),
+                12,
+            )))
+            .map_err(err)?;
         let mut text = target.metric.format(v);
         if server != Server::MqActix {
             if let Some(r) = outcome.ratio(server) {
@@ -267,11 +516,11 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
             }
         }
         chart
-            .draw_series(std::iter::once(Text::new(
-                text,
-                (SegmentValue::CenterOf(i), v * scale),
-                above,
-            )))
+            .draw_series(std::iter::once(
+                // Clear of the whisker's cap and of the median's circle.
+                EmptyElement::at((SegmentValue::CenterOf(i), spread.max * scale))
+                    + Text::new(text, (0, -9), above),
+            ))
             .map_err(err)?;
     }
     if let Some((b, text)) = bound {
@@ -284,7 +533,7 @@ pub fn compare(outcome: &Outcome, runs: usize, path: &Path) -> anyhow::Result<bo
                 grey.stroke_width(2),
             ))
             .map_err(err)?
-            .label(format!("target {text}"))
+            .label(format!("mq-actix must stay {text}"))
             .legend(legend_mark(grey.stroke_width(2)));
         draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 15)?;
     }
@@ -299,78 +548,44 @@ fn canvas(path: &Path) -> anyhow::Result<DrawingArea<SVGBackend<'_>, Shift>> {
     Ok(root)
 }
 
-/// A chart on `root` with `caption` in `caption_size` points and
-/// `x_label_area` pixels under its x axis, in the margins every chart shares,
-/// so that the charts line up side by side in the README.
+/// Writes `title` and, under it in smaller grey type, `subtitle` (where the
+/// figures come from) at the top of `root`, and returns the area left for
+/// the chart.
+fn heading<'b>(
+    root: &DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    subtitle: &str,
+) -> anyhow::Result<DrawingArea<SVGBackend<'b>, Shift>> {
+    let (head, body) = root.split_vertically(64);
+    let centre = (SIZE.0 / 2) as i32;
+    let centred = |size: u32, colour: RGBColor| {
+        (FONT, size)
+            .into_font()
+            .color(&colour)
+            .pos(Pos::new(HPos::Center, VPos::Top))
+    };
+    head.draw(&Text::new(title, (centre, 12), centred(21, BLACK)))
+        .map_err(err)?;
+    let grey = RGBColor(0x55, 0x55, 0x55);
+    head.draw(&Text::new(subtitle, (centre, 42), centred(13, grey)))
+        .map_err(err)?;
+    Ok(body)
+}
+
+/// A chart on `area` with `x_label_area` pixels under its x axis, in the
+/// margins every chart shares, so that the charts line up side by side in
+/// the README.
 fn builder<'a, 'b>(
-    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
-    caption: impl AsRef<str>,
-    caption_size: u32,
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
     x_label_area: u32,
 ) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
-    let mut builder = ChartBuilder::on(root);
+    let mut builder = ChartBuilder::on(area);
     builder
-        .caption(caption, (FONT, caption_size))
         .margin(16)
+        .margin_top(4)
         .x_label_area_size(x_label_area)
         .y_label_area_size(80);
     builder
-}
-
-/// Draws the grid and the axes of a line chart, described by `x_desc` and
-/// `y_desc`, with x values in [`short`] form, y values as `y_value` writes
-/// them, and `y_labels` of them where plotters' default number is too few.
-fn draw_axes<'a, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    x_desc: &str,
-    y_desc: &str,
-    y_value: &dyn Fn(&f64) -> String,
-    y_labels: Option<usize>,
-) -> anyhow::Result<()>
-where
-    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
-{
-    let mut mesh = chart.configure_mesh();
-    mesh.x_desc(x_desc)
-        .y_desc(y_desc)
-        .x_label_formatter(&|v| short(*v))
-        .y_label_formatter(y_value)
-        .axis_desc_style((FONT, 16))
-        .label_style((FONT, 14));
-    if let Some(n) = y_labels {
-        mesh.y_labels(n);
-    }
-    mesh.draw().map_err(err)
-}
-
-/// Draws each line (its legend label, colour and points) with a dot on
-/// every point, then the legend in the upper left: the fanout and latency
-/// charts draw their lines the same way, so that they read the same way.
-fn draw_lines<'a, 'p, X, Y>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    lines: impl IntoIterator<Item = (&'p str, RGBColor, &'p Points)>,
-) -> anyhow::Result<()>
-where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
-    for (label, c, points) in lines {
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(3)))
-            .map_err(err)?
-            .label(label)
-            .legend(legend_mark(c.stroke_width(3)));
-        chart
-            .draw_series(PointSeries::of_element(
-                points.iter().copied(),
-                5,
-                c.filled(),
-                &|p, size, style| EmptyElement::at(p) + Circle::new((0, 0), size, style),
-            ))
-            .map_err(err)?;
-    }
-    draw_legend(chart, SeriesLabelPosition::UpperLeft, 16)
 }
 
 /// A legend entry's mark: a short stroke in the line's own style.
@@ -412,6 +627,84 @@ pub fn alt_text(outcome: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::summarize;
+    use crate::data::tests::{report_json, run};
+
+    /// Fanout runs at 1 and 100 subscribers only, mq-actix three times at
+    /// 100, Redis once.
+    fn fanout_summaries() -> Vec<Summary> {
+        let mut runs = Vec::new();
+        for (n, rate) in [(1, 300.0), (2, 100.0), (3, 200.0)] {
+            let json = report_json("fanout", 100, rate, 5.0);
+            runs.push(run("fanout-100", Server::MqActix, n, &json, None));
+        }
+        let json = report_json("fanout", 1, 50.0, 1.0);
+        runs.push(run("fanout-1", Server::Redis, 1, &json, None));
+        summarize(&runs)
+    }
+
+    #[test]
+    fn only_measured_subscriber_counts_are_drawn() {
+        let groups = fanout_groups(&fanout_summaries());
+        let xs: Vec<f64> = groups.iter().map(|g| g.x).collect();
+        assert_eq!(xs, [1.0, 100.0]);
+        // mq-actix was not run at 1 subscriber, nor Redis at 100, NATS never.
+        let measured = |g: &Group| g.spreads.iter().map(Option::is_some).collect::<Vec<_>>();
+        assert_eq!(measured(&groups[0]), [false, true, false]);
+        assert_eq!(measured(&groups[1]), [true, false, false]);
+        let mq = groups[1].spreads[0].unwrap();
+        assert_eq!((mq.min, mq.median, mq.max), (100.0, 200.0, 300.0));
+    }
+
+    #[test]
+    fn the_charts_draw_marks_and_whiskers_but_no_line() {
+        let dir =
+            std::env::temp_dir().join(format!("results-render-charts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fanout.svg");
+        assert!(fanout(&fanout_summaries(), "mq-actix abc1234 · today", &path).unwrap());
+        let svg = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        // plotters draws a line through points as a polyline, as it draws
+        // the black axes; bars, dots and whiskers are rects, circles and
+        // lines.
+        let polylines: Vec<&str> = svg.lines().filter(|l| l.contains("<polyline")).collect();
+        assert!(!polylines.is_empty());
+        for line in polylines {
+            assert!(
+                line.contains(r##"stroke="#000000""##),
+                "a line is drawn: {line}"
+            );
+        }
+        assert!(svg.contains("\n1 subscriber\n"), "{svg}");
+        assert!(svg.contains("\n100 subscribers\n"));
+        assert!(!svg.contains("\n10 subscribers\n"));
+        assert!(svg.contains("mq-actix abc1234 · today · median of 3 runs"));
+    }
+
+    #[test]
+    fn a_server_measured_nowhere_takes_no_room() {
+        let groups = fanout_groups(&fanout_summaries());
+        let series = Server::ALL
+            .iter()
+            .map(|&s| (s.label().to_string(), colour(s)))
+            .collect();
+        let (groups, series) = measured_series(groups, series);
+        let labels: Vec<&str> = series.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(labels, ["mq-actix", "Redis"]);
+        assert_eq!(groups[0].spreads.len(), 2);
+        assert_eq!(groups[0].spreads[1].map(|s| s.median), Some(50.0));
+    }
+
+    #[test]
+    fn each_group_is_labelled_once_under_its_middle_mark() {
+        let slots = Slots::new(2, 3);
+        // Group 0: slots 0-2, spacer 3; group 1: slots 4-6.
+        assert_eq!((slots.of(0, 0), slots.of(1, 2)), (0, 6));
+        assert_eq!(slots.count(), 7);
+        let labelled: Vec<Option<usize>> = (0..7).map(|i| slots.labelled(i)).collect();
+        assert_eq!(labelled, [None, Some(0), None, None, None, Some(1), None]);
+    }
 
     #[test]
     fn axis_values_are_short() {

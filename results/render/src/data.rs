@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use serde::Deserialize;
 
-use crate::stats::median;
+use crate::stats::{median, spread, Spread};
 
 /// The servers compared, in the order they appear in tables and charts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -185,7 +185,8 @@ pub fn load_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
     Ok(runs)
 }
 
-/// The medians over the runs of one case against one server.
+/// The medians over the runs of one case against one server, and for the
+/// figures the charts draw, their spread over the runs.
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub case: String,
@@ -197,13 +198,13 @@ pub struct Summary {
     pub params: Params,
     pub rate: Option<f64>,
     pub publish_rate: Option<f64>,
-    pub delivery_rate: Option<f64>,
-    pub p50_us: Option<f64>,
-    pub p99_us: Option<f64>,
-    pub p999_us: Option<f64>,
+    pub delivery_rate: Option<Spread>,
+    pub p50_us: Option<Spread>,
+    pub p99_us: Option<Spread>,
+    pub p999_us: Option<Spread>,
     /// Peak resident memory of the server during the run (`VmHWM`).
-    pub peak_rss_bytes: Option<f64>,
-    pub bytes_per_connection: Option<f64>,
+    pub peak_rss_bytes: Option<Spread>,
+    pub bytes_per_connection: Option<Spread>,
     pub replay_rate: Option<f64>,
     pub min_share: Option<f64>,
     pub max_share: Option<f64>,
@@ -226,6 +227,7 @@ pub fn summarize(runs: &[Run]) -> Vec<Summary> {
         .into_iter()
         .map(|((case, server), runs)| {
             let med = |f: &dyn Fn(&Run) -> Option<f64>| median(runs.iter().filter_map(|r| f(r)));
+            let spr = |f: &dyn Fn(&Run) -> Option<f64>| spread(runs.iter().filter_map(|r| f(r)));
             let first = &runs[0].report;
             Summary {
                 case,
@@ -235,12 +237,12 @@ pub fn summarize(runs: &[Run]) -> Vec<Summary> {
                 params: first.params.clone(),
                 rate: med(&|r| r.report.params.rate),
                 publish_rate: med(&|r| Some(r.report.publish_rate).filter(|v| *v > 0.0)),
-                delivery_rate: med(&|r| Some(r.report.delivery_rate).filter(|v| *v > 0.0)),
-                p50_us: med(&|r| r.report.latency.as_ref().map(|l| l.p50_us)),
-                p99_us: med(&|r| r.report.latency.as_ref().map(|l| l.p99_us)),
-                p999_us: med(&|r| r.report.latency.as_ref().map(|l| l.p999_us)),
-                peak_rss_bytes: med(&|r| r.sample.vm_hwm_kib.map(|k| k as f64 * 1024.0)),
-                bytes_per_connection: med(&bytes_per_connection),
+                delivery_rate: spr(&|r| Some(r.report.delivery_rate).filter(|v| *v > 0.0)),
+                p50_us: spr(&|r| r.report.latency.as_ref().map(|l| l.p50_us)),
+                p99_us: spr(&|r| r.report.latency.as_ref().map(|l| l.p99_us)),
+                p999_us: spr(&|r| r.report.latency.as_ref().map(|l| l.p999_us)),
+                peak_rss_bytes: spr(&|r| r.sample.vm_hwm_kib.map(|k| k as f64 * 1024.0)),
+                bytes_per_connection: spr(&bytes_per_connection),
                 replay_rate: med(&|r| r.report.replay.as_ref().map(|p| p.replay_rate)),
                 min_share: med(&|r| r.report.queue.as_ref().map(|q| q.min_share)),
                 max_share: med(&|r| r.report.queue.as_ref().map(|q| q.max_share)),
@@ -413,11 +415,30 @@ pub mod tests {
         );
         let mq = &summaries[1];
         assert_eq!(mq.runs, 3);
-        assert_eq!(mq.delivery_rate, Some(200.0));
-        assert_eq!(mq.p99_us, Some(7.0));
-        assert_eq!(mq.p999_us, Some(14.0));
-        assert_eq!(mq.peak_rss_bytes, Some(20.0 * 1024.0));
+        let median = |s: Option<Spread>| s.map(|s| s.median);
+        assert_eq!(median(mq.delivery_rate), Some(200.0));
+        assert_eq!(median(mq.p99_us), Some(7.0));
+        assert_eq!(median(mq.p999_us), Some(14.0));
+        assert_eq!(median(mq.peak_rss_bytes), Some(20.0 * 1024.0));
         assert_eq!(summaries[0].peak_rss_bytes, None);
+    }
+
+    #[test]
+    fn whiskers_are_the_lowest_and_highest_run() {
+        let runs: Vec<Run> = [(1, 300.0), (2, 100.0), (3, 250.0)]
+            .iter()
+            .map(|&(n, rate)| {
+                let json = report_json("fanout", 100, rate, rate / 10.0);
+                run("fanout-100", Server::Redis, n, &json, Some(n as u64))
+            })
+            .collect();
+        let s = &summarize(&runs)[0];
+        let rate = s.delivery_rate.unwrap();
+        assert_eq!((rate.min, rate.median, rate.max), (100.0, 250.0, 300.0));
+        let p99 = s.p99_us.unwrap();
+        assert_eq!((p99.min, p99.median, p99.max), (10.0, 25.0, 30.0));
+        let peak = s.peak_rss_bytes.unwrap();
+        assert_eq!((peak.min, peak.max), (1024.0, 3072.0));
     }
 
     #[test]
@@ -430,7 +451,7 @@ pub mod tests {
         );
         let summary = &summarize(&[run("conns", Server::Nats, 1, &json, Some(5000))])[0];
         // (5000 - 1000) KiB over 1000 connections.
-        assert_eq!(summary.bytes_per_connection, Some(4096.0));
+        assert_eq!(summary.bytes_per_connection.map(|s| s.median), Some(4096.0));
         assert_eq!(summary.delivery_rate, None);
     }
 

@@ -5,9 +5,12 @@
 //! Map of the crate:
 //! - `data`: loadgen's `--json` reports and the script's memory samples,
 //!   reduced to one [`data::Summary`] (medians) per case and server;
-//! - `stats`: the median;
+//! - `stats`: the median, and the spread of the runs the charts draw;
+//! - `machine`: the load samples, the rule that calls the machine quiet or
+//!   busy, and the subtitle that names each chart's commit, day and machine;
 //! - `criterion`: collecting criterion's medians from `target/criterion`;
-//! - `targets`: the comparisons of issue 6 and whether each is met;
+//! - `targets`: mq-actix against Redis and NATS, figure by figure, with
+//!   the goal each is held to and whether it is met;
 //! - `charts`: the SVG charts (plotters, SVG backend only);
 //! - `tables`: Markdown tables and number formats;
 //! - `readme`: rewriting the README between its marker comments;
@@ -16,6 +19,7 @@
 mod charts;
 mod criterion;
 mod data;
+mod machine;
 mod readme;
 mod sections;
 mod stats;
@@ -121,6 +125,31 @@ fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
         .map(|&t| targets::evaluate(t, &summaries))
         .collect();
 
+    let json = |name: &str| -> anyhow::Result<Option<serde_json::Value>> {
+        let path = data.join(name);
+        match fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(
+                serde_json::from_str(&t).with_context(|| format!("parsing {}", path.display()))?,
+            )),
+            Err(_) => Ok(None),
+        }
+    };
+    let machine_json = json("machine.json")?;
+    let (samples, legacy) = match fs::read_to_string(data.join("load.jsonl")) {
+        Ok(text) => (machine::parse_samples(&text)?, false),
+        Err(_) => {
+            let legacy = machine_json.as_ref().and_then(machine::legacy_sample);
+            let found = legacy.is_some();
+            (legacy.into_iter().collect(), found)
+        }
+    };
+    let cores = machine_json
+        .as_ref()
+        .and_then(|m| m["cores"].as_f64())
+        .unwrap_or(1.0);
+    let activity = machine::judge(&samples, cores);
+    let subtitle = machine::subtitle(machine_json.as_ref(), &activity);
+
     let mut charts = Vec::new();
     let mut draw = |file: String, drawn: anyhow::Result<bool>, alt: String| {
         let path = out.join(&file);
@@ -134,13 +163,13 @@ fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
     };
     draw(
         "fanout.svg".into(),
-        charts::fanout(&summaries, &out.join("fanout.svg")),
-        "Deliveries per second against the number of subscribers, per server".into(),
+        charts::fanout(&summaries, &subtitle, &out.join("fanout.svg")),
+        "Deliveries per second at each measured number of subscribers, per server".into(),
     )?;
     draw(
         "latency.svg".into(),
-        charts::latency(&summaries, &out.join("latency.svg")),
-        "mq-actix latency percentiles against offered rate, open loop".into(),
+        charts::latency(&summaries, &subtitle, &out.join("latency.svg")),
+        "mq-actix latency percentiles at each measured offered rate, open loop".into(),
     )?;
     for outcome in &outcomes {
         let file = format!("compare-{}.svg", outcome.target.id);
@@ -150,22 +179,13 @@ fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
             .map(|s| s.runs)
             .max()
             .unwrap_or(1);
-        let drawn = charts::compare(outcome, runs, &out.join(&file));
+        let drawn = charts::compare(outcome, runs, &subtitle, &out.join(&file));
         draw(file, drawn, charts::alt_text(outcome))?;
     }
 
     let readme_path = out.join("README.md");
     let mut text = fs::read_to_string(&readme_path)
         .with_context(|| format!("reading {}", readme_path.display()))?;
-    let json = |name: &str| -> anyhow::Result<Option<serde_json::Value>> {
-        let path = data.join(name);
-        match fs::read_to_string(&path) {
-            Ok(t) => Ok(Some(
-                serde_json::from_str(&t).with_context(|| format!("parsing {}", path.display()))?,
-            )),
-            Err(_) => Ok(None),
-        }
-    };
     let benches: Vec<criterion::Bench> = match json("criterion.json")? {
         Some(v) => serde_json::from_value(v).context("reading criterion.json")?,
         None => Vec::new(),
@@ -174,8 +194,9 @@ fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
     let generated = [
         (
             "machine",
-            sections::machine(json("machine.json")?.as_ref(), json("run.json")?.as_ref()),
+            sections::machine(machine_json.as_ref(), json("run.json")?.as_ref()),
         ),
+        ("load", sections::load(&samples, &activity, cores, legacy)),
         ("charts", sections::charts(&charts)),
         ("comparison", sections::comparison(&outcomes)),
         ("loadgen", sections::loadgen(&summaries)),
@@ -195,4 +216,50 @@ fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
         readme_path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders the committed `results/data` into a scratch copy of the
+    /// README and returns the README and every chart drawn.
+    fn render_committed() -> Vec<(String, String)> {
+        let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = std::env::temp_dir().join(format!("results-render-main-{}", std::process::id()));
+        fs::create_dir_all(&out).unwrap();
+        fs::copy(results.join("README.md"), out.join("README.md")).unwrap();
+        render(&results.join("data"), &out).unwrap();
+        let mut files: Vec<(String, String)> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        fs::remove_dir_all(&out).unwrap();
+        files
+    }
+
+    #[test]
+    fn the_committed_results_say_what_they_mean_and_what_the_machine_did() {
+        let files = render_committed();
+        assert!(files.iter().any(|(name, _)| name == "fanout.svg"));
+        for (name, text) in &files {
+            // Tracker references mean nothing to a reader of the results.
+            for jargon in ["issue ", "Issue ", "issue #"] {
+                assert!(!text.contains(jargon), "{name} says {jargon:?}");
+            }
+            // No path of the machine that ran the benchmarks.
+            assert!(!text.contains("/work/"), "{name} has an absolute path");
+        }
+        let readme = &files.iter().find(|(n, _)| n == "README.md").unwrap().1;
+        // The committed run predates load.jsonl: one reading, 1.84 on 2
+        // cores, and nothing during the cases.
+        assert!(readme.contains("**Busy**: 1-minute load average 1.84"));
+        assert!(readme.contains("what else ran while it measured is unknown"));
+        assert!(!readme.contains("**Quiet**"));
+    }
 }

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::criterion::Bench;
 use crate::data::{Server, Summary};
+use crate::machine::{Activity, LoadSample, BUSY_SHARE};
 use crate::tables::{self, markdown_table, Align};
 use crate::targets::Outcome;
 
@@ -14,16 +15,15 @@ pub fn machine(machine: Option<&Value>, run: Option<&Value>) -> String {
     let mut out = String::new();
     if run.and_then(|r| r["quick"].as_bool()).unwrap_or(false) {
         out.push_str(
-            "> **Smoke run (`QUICK=1`)**: short runs with few clients on a machine that was \
-             not quiet. These figures only show that the pipeline works; they are not \
-             results.\n\n",
+            "> **Smoke run (`QUICK=1`)**: short runs with few clients. These figures only \
+             show that the pipeline works; they are not results.\n\n",
         );
     }
     let Some(Value::Object(fields)) = machine else {
         out.push_str("No machine recorded yet: run `results/run.sh`.\n");
         return out;
     };
-    const LABELS: [(&str, &str); 11] = [
+    const LABELS: [(&str, &str); 10] = [
         ("cpu", "CPU"),
         ("cores", "cores (`nproc`)"),
         ("memory", "memory"),
@@ -34,8 +34,9 @@ pub fn machine(machine: Option<&Value>, run: Option<&Value>) -> String {
         ("nats", "NATS (`nats-server --version`)"),
         ("git_revision", "git revision"),
         ("date", "date (UTC)"),
-        ("load", "load average at start"),
     ];
+    // Shown with the other load samples, in the load section.
+    const SHOWN_ELSEWHERE: &str = "load";
     fn text(v: &Value) -> String {
         match v {
             Value::String(s) => s.clone(),
@@ -48,7 +49,7 @@ pub fn machine(machine: Option<&Value>, run: Option<&Value>) -> String {
         .filter_map(|(key, label)| Some(vec![label.to_string(), text(fields.get(*key)?)]))
         .collect();
     for (key, value) in fields {
-        if !LABELS.iter().any(|(k, _)| k == key) {
+        if key != SHOWN_ELSEWHERE && !LABELS.iter().any(|(k, _)| k == key) {
             rows.push(vec![key.clone(), text(value)]);
         }
     }
@@ -60,6 +61,77 @@ pub fn machine(machine: Option<&Value>, run: Option<&Value>) -> String {
         rows.push(vec!["run settings".into(), settings.join(", ")]);
     }
     out.push_str(&markdown_table(&["what", "value"], &[], &rows));
+    out
+}
+
+/// What the machine was doing: the verdict of [`crate::machine::judge`],
+/// the rule it applied, and every load sample. `legacy` says the samples
+/// come from a run that recorded one load average and nothing during the
+/// cases.
+pub fn load(samples: &[LoadSample], activity: &Activity, cores: f64, legacy: bool) -> String {
+    let bound = BUSY_SHARE * cores;
+    let mut out = match activity {
+        Activity::Quiet => "**Quiet**: nothing else was running to speak of.".to_string(),
+        Activity::Busy(why) => {
+            // The table lists every sample; the verdict names the first few.
+            const NAMED: usize = 3;
+            let mut named = why[..why.len().min(NAMED)].join("; ");
+            if why.len() > NAMED {
+                named.push_str(&format!("; and {} more in the table", why.len() - NAMED));
+            }
+            format!("**Busy**: {named}.")
+        }
+        Activity::Unknown(why) => format!("**Not known to be quiet**: {why}."),
+    };
+    if legacy {
+        out.push_str(
+            " These figures come from an earlier run of the script, which recorded one load \
+             average after the build and none during the cases, so what else ran while it \
+             measured is unknown.",
+        );
+    }
+    out.push_str(&format!(
+        "\n\nThe rule: the machine is busy when, before the run, the 1-minute load average \
+         exceeds {bound:.1} (half of its {cores} cores), or when at any sample more than {bound:.1} \
+         other tasks were runnable on average (ten looks 0.1 s apart, while no server or \
+         loadgen of the run was running); it is quiet only when neither happened and there \
+         are samples from before and during the run. The load averages sampled during the \
+         run also count the run's own earlier cases, so they are shown but not judged.\n\n"
+    ));
+    if samples.is_empty() {
+        out.push_str("No load average was recorded.\n");
+        return out;
+    }
+    let opt = |v: Option<f64>, decimals: usize| {
+        v.map(|v| format!("{v:.decimals$}")).unwrap_or("–".into())
+    };
+    let rows: Vec<Vec<String>> = samples
+        .iter()
+        .map(|s| {
+            vec![
+                s.when.clone(),
+                s.at.clone().unwrap_or_default(),
+                format!("{:.2}", s.load_1m),
+                opt(s.load_5m, 2),
+                opt(s.load_15m, 2),
+                opt(s.others_runnable, 1),
+            ]
+        })
+        .collect();
+    let mut align = vec![Align::Left, Align::Left];
+    align.extend([Align::Right; 4]);
+    out.push_str(&markdown_table(
+        &[
+            "when",
+            "at (UTC)",
+            "load, 1 min",
+            "5 min",
+            "15 min",
+            "other runnable tasks",
+        ],
+        &align,
+        &rows,
+    ));
     out
 }
 
@@ -75,8 +147,8 @@ pub fn charts(drawn: &[(String, String)]) -> String {
         .join("\n")
 }
 
-/// The targets of issue 6: each server's median, mq-actix's ratios and the
-/// verdict.
+/// mq-actix against Redis and NATS, figure by figure: each server's median,
+/// mq-actix's ratios, the goal it is held to and the verdict.
 pub fn comparison(outcomes: &[Outcome]) -> String {
     let rows: Vec<Vec<String>> = outcomes
         .iter()
@@ -149,11 +221,11 @@ pub fn loadgen(summaries: &[Summary]) -> String {
                 describe(s),
                 s.runs.to_string(),
                 opt(s.publish_rate, tables::rate),
-                opt(s.delivery_rate, tables::rate),
-                opt(s.p50_us, tables::micros),
-                opt(s.p99_us, tables::micros),
-                opt(s.p999_us, tables::micros),
-                opt(s.peak_rss_bytes, tables::bytes),
+                opt(s.delivery_rate.map(|v| v.median), tables::rate),
+                opt(s.p50_us.map(|v| v.median), tables::micros),
+                opt(s.p99_us.map(|v| v.median), tables::micros),
+                opt(s.p999_us.map(|v| v.median), tables::micros),
+                opt(s.peak_rss_bytes.map(|v| v.median), tables::bytes),
                 also(s),
                 if s.problems == 0 {
                     "none".into()
@@ -235,7 +307,7 @@ fn also(s: &Summary) -> String {
     if let Some(r) = s.replay_rate {
         return format!("replayed {}", tables::rate(r));
     }
-    if let Some(b) = s.bytes_per_connection {
+    if let Some(b) = s.bytes_per_connection.map(|v| v.median) {
         return format!("{} per conn", tables::bytes(b));
     }
     String::new()
@@ -297,6 +369,38 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("Smoke run"));
+    }
+
+    #[test]
+    fn the_load_section_gives_verdict_rule_and_samples() {
+        let samples = [LoadSample {
+            when: "before the build".into(),
+            at: Some("2026-12-01T22:00:00Z".into()),
+            load_1m: 1.84,
+            load_5m: Some(1.49),
+            load_15m: None,
+            others_runnable: None,
+        }];
+        let busy = Activity::Busy(vec!["1-minute load average 1.84 before the build".into()]);
+        let out = load(&samples, &busy, 2.0, true);
+        assert!(
+            out.starts_with("**Busy**: 1-minute load average 1.84 before the build. These"),
+            "{out}"
+        );
+        assert!(out.contains("exceeds 1.0 (half of its 2 cores)"), "{out}");
+        assert!(out.contains("while it measured is unknown"), "{out}");
+        assert!(
+            out.contains(
+                "| before the build | 2026-12-01T22:00:00Z |        1.84 |  1.49 |      – |"
+            ),
+            "{out}"
+        );
+        let many = Activity::Busy((1..=5).map(|i| format!("reason {i}")).collect());
+        assert!(load(&samples, &many, 2.0, false)
+            .starts_with("**Busy**: reason 1; reason 2; reason 3; and 2 more in the table.\n"));
+        let quiet = load(&samples, &Activity::Quiet, 2.0, false);
+        assert!(quiet.starts_with("**Quiet**"));
+        assert!(!quiet.contains("earlier run"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The comparisons of issue 6: mq-actix against Redis pub/sub and NATS core
+//! The comparisons: mq-actix against Redis pub/sub and NATS core
 //! under the same load generator, each with the rule that decides whether
 //! its target is met.
 
 use crate::data::{Server, Summary};
+use crate::stats::Spread;
 use crate::tables;
 
 /// What a comparison measures, from a case's [`Summary`].
@@ -19,7 +20,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn of(self, s: &Summary) -> Option<f64> {
+    /// The lowest, median and highest run.
+    pub fn spread(self, s: &Summary) -> Option<Spread> {
         match self {
             Metric::DeliveryRate => s.delivery_rate,
             Metric::P99 => s.p99_us,
@@ -53,7 +55,7 @@ impl Metric {
     }
 }
 
-/// One target of issue 6.
+/// One comparison, and the goal mq-actix is held to in it.
 #[derive(Debug, Clone, Copy)]
 pub struct Target {
     /// Names the chart: `results/compare-<id>.svg`.
@@ -70,7 +72,7 @@ pub struct Target {
     pub bound: Option<(f64, &'static str)>,
 }
 
-/// The targets, in the order of the issue.
+/// The comparisons, in the order the README's table lists them.
 pub const TARGETS: [Target; 7] = [
     Target {
         id: "fanout-100",
@@ -156,6 +158,8 @@ pub struct Outcome {
     pub target: Target,
     /// The median per server, in [`Server::ALL`] order.
     pub values: [Option<f64>; 3],
+    /// The spread of the runs per server, in [`Server::ALL`] order.
+    pub spreads: [Option<Spread>; 3],
     pub verdict: Verdict,
 }
 
@@ -174,16 +178,18 @@ impl Outcome {
 
 /// Judges `target` on the summaries.
 pub fn evaluate(target: Target, summaries: &[Summary]) -> Outcome {
-    let values = Server::ALL.map(|server| {
+    let spreads = Server::ALL.map(|server| {
         summaries
             .iter()
             .find(|s| s.case == target.case && s.server == server)
-            .and_then(|s| target.metric.of(s))
+            .and_then(|s| target.metric.spread(s))
     });
+    let values = spreads.map(|s| s.map(|s| s.median));
     let Some(mine) = values[Server::MqActix as usize] else {
         return Outcome {
             target,
             values,
+            spreads,
             verdict: Verdict::NoData(vec!["mq-actix".into()]),
         };
     };
@@ -223,6 +229,7 @@ pub fn evaluate(target: Target, summaries: &[Summary]) -> Outcome {
     Outcome {
         target,
         values,
+        spreads,
         verdict,
     }
 }
