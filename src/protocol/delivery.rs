@@ -66,13 +66,34 @@ impl DeliveryTemplate {
     }
 }
 
+/// Writes `s` as a JSON string. Most messages need no escaping, and for
+/// them the bytes between the quotes are `s` itself: one pass without
+/// branches (which the compiler vectorizes) and one copy, instead of
+/// serde_json's byte-by-byte escaper.
 fn write_json_string(out: &mut BytesMut, s: &str) {
+    if !s
+        .bytes()
+        .fold(false, |escape, byte| escape | needs_escape(byte))
+    {
+        out.reserve(s.len() + 2);
+        out.put_u8(b'"');
+        out.put_slice(s.as_bytes());
+        out.put_u8(b'"');
+        return;
+    }
     let mut writer = out.writer();
     // Writing a &str into memory cannot fail: serde_json only errors on I/O.
     if serde_json::to_writer(&mut writer, s).is_err() {
         unreachable!("serializing a string into memory failed");
     }
     let _ = writer.flush();
+}
+
+/// The bytes serde_json escapes inside a string: control characters, the
+/// quote and the backslash (it leaves everything else, `/` and non-ASCII
+/// included, as it is).
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
 #[cfg(test)]
@@ -100,5 +121,30 @@ mod tests {
         let mut expected: Value = serde_json::from_str(original).unwrap();
         expected["index"] = json!(7);
         assert_eq!(delivered, expected);
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let strings = [
+            "",
+            "plain",
+            "é/ü 😀",
+            "q\"uote",
+            "back\\slash",
+            "nl\n",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            " ",
+        ];
+        for s in strings {
+            let mut out = BytesMut::new();
+            write_json_string(&mut out, s);
+            assert_eq!(
+                &out[..],
+                serde_json::to_string(s).unwrap().as_bytes(),
+                "{s:?}"
+            );
+        }
     }
 }
