@@ -4,7 +4,9 @@
 //! exact and each value must have exactly the right JSON type. A key given twice
 //! keeps its last value, like most JSON parsers. A line that fails the strict
 //! parse is parsed again as untyped JSON only to pick the right error string,
-//! so the common path reads each line once.
+//! so the common path reads each line once. The commonest shape of all, a
+//! flat object of plain strings, is read by hand ([`flat`]) and everything
+//! else by serde_json.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,6 +16,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::reply::ProtocolError;
+
+mod flat;
 
 /// One line of client input after framing.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,7 +116,11 @@ pub fn parse_line(raw: &[u8]) -> Result<Line<'_>, ProtocolError> {
     if text == "quit" {
         return Ok(Line::Quit);
     }
-    match parse_fields(text).or_else(|_| parse_fields_deep(text)) {
+    let fields = match flat::read(text) {
+        Some(fields) => Ok(fields),
+        None => parse_fields(text).or_else(|_| parse_fields_deep(text)),
+    };
+    match fields {
         Ok(fields) => fields.into_line().ok_or(ProtocolError::Malformed),
         Err(_) if is_json(text) => Err(ProtocolError::Malformed),
         Err(_) => Err(ProtocolError::NotJson),
