@@ -74,30 +74,25 @@ pub struct Redeliver {
     pub cache: bool,
     /// Held until the topic has handled this message, so that the topic
     /// knows a message is on its way back.
-    _returning: Arc<()>,
+    _returning: ReturnAddress,
 }
 
 /// Where a topic's handoffs go back to. Every handoff, and every
 /// [`Redeliver`] on its way, holds a share of it, so the topic can tell
 /// whether any of its `one` messages may still come back: it must not
-/// retire while one can.
+/// retire while one can. One `Arc` around the recipient: a handoff costs
+/// one count up and one down, not a clone of an actix address.
 #[derive(Debug, Clone)]
-pub struct ReturnAddress {
-    topic: Recipient<Redeliver>,
-    returning: Arc<()>,
-}
+pub struct ReturnAddress(Arc<Recipient<Redeliver>>);
 
 impl ReturnAddress {
     pub fn new(topic: Recipient<Redeliver>) -> Self {
-        ReturnAddress {
-            topic,
-            returning: Arc::new(()),
-        }
+        ReturnAddress(Arc::new(topic))
     }
 
     /// Whether a handoff or a redelivery made from this address is alive.
     pub fn outstanding(&self) -> bool {
-        Arc::strong_count(&self.returning) > 1
+        Arc::strong_count(&self.0) > 1
     }
 }
 
@@ -145,11 +140,12 @@ impl Handoff {
 impl Drop for Handoff {
     fn drop(&mut self) {
         if let Some(topic) = self.topic.take() {
-            topic.topic.do_send(Redeliver {
+            let recipient = Recipient::clone(&topic.0);
+            recipient.do_send(Redeliver {
                 index: self.index,
                 line: std::mem::take(&mut self.line),
                 cache: self.cache,
-                _returning: topic.returning,
+                _returning: topic,
             });
         }
     }
