@@ -16,7 +16,17 @@ pub struct DeliveryTemplate {
 }
 
 impl DeliveryTemplate {
+    /// The sender's own text when the parser kept it (most lines), so that
+    /// the hot path copies one slice; otherwise the fields written afresh.
     pub fn new(send: &Send<'_>) -> Self {
+        if let Some(object) = send.verbatim {
+            let mut head = BytesMut::with_capacity(object.len() + 12);
+            head.put_slice(object.as_bytes());
+            head.put_slice(b", \"index\": ");
+            return DeliveryTemplate {
+                head: head.freeze(),
+            };
+        }
         let mut head = BytesMut::with_capacity(send.topic.len() + send.msg.len() + 96);
         head.put_slice(b"{\"command\": \"send\", \"topic\": ");
         write_json_string(&mut head, &send.topic);
@@ -121,6 +131,19 @@ mod tests {
         let mut expected: Value = serde_json::from_str(original).unwrap();
         expected["index"] = json!(7);
         assert_eq!(delivered, expected);
+    }
+
+    #[test]
+    fn a_plain_line_is_delivered_as_the_sender_wrote_it() {
+        let original =
+            r#"{ "msg":"a/b é","topic": "t" ,"delivery":"all" , "command":"send","cache":true }"#;
+        let Command::Send(send) = command(original) else {
+            panic!("not a send");
+        };
+        assert!(send.verbatim.is_some());
+        let line = DeliveryTemplate::new(&send).line(12);
+        let expected = r#"{ "msg":"a/b é","topic": "t" ,"delivery":"all" , "command":"send","cache":true, "index": 12}"#;
+        assert_eq!(&line[..], format!("{expected}\r\n").as_bytes());
     }
 
     #[test]

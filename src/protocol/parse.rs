@@ -88,6 +88,13 @@ pub struct Send<'a> {
     pub delivery: Delivery,
     /// Kept as given (or absent) because the delivered line carries it along.
     pub cache: Option<bool>,
+    /// The sender's object as it came, without its closing brace, when it
+    /// was read by the flat path (plain strings, every key once): the
+    /// delivered line is then this text with the index added, since the
+    /// protocol delivers "the sender's command object with `index`
+    /// added", and nothing is serialized again. `None` for a line serde
+    /// read, whose strings are written out afresh.
+    pub verbatim: Option<&'a str>,
 }
 
 /// How many subscribers receive a `send`.
@@ -150,6 +157,8 @@ struct Fields<'a> {
     cache: Option<Value<'a>>,
     user: Option<Value<'a>>,
     password: Option<Value<'a>>,
+    /// Set by the flat path only; see [`Send::verbatim`].
+    verbatim: Option<&'a str>,
 }
 
 /// A JSON value reduced to what a command can use.
@@ -186,6 +195,7 @@ impl<'a> Fields<'a> {
             cache,
             user,
             password,
+            verbatim,
         } = self;
         let command = command?.into_str()?;
         if command == "auth" {
@@ -241,6 +251,7 @@ impl<'a> Fields<'a> {
                     msg: msg?.into_str()?,
                     delivery,
                     cache,
+                    verbatim,
                 }))
             }
             _ => None,
