@@ -52,6 +52,11 @@ pub const SEND_BUFFER: usize = 64 * 1024;
 pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// First pause after an accept error.
 pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+/// Slots an outbox queue keeps once written out (each slot is one line or
+/// handoff, about 70 bytes): enough for a connection's usual turn, so a
+/// busy one does not reallocate every time, while a burst's queue shrinks
+/// back instead of staying with the connection.
+pub const IDLE_QUEUE_SLOTS: usize = 16;
 /// Initial read buffer per connection; it grows for longer lines. Small
 /// because an idle connection should cost little memory.
 pub const READ_BUFFER: usize = 512;

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use crate::config::{MAX_SLICES, PACE_BYTES};
+use crate::config::{IDLE_QUEUE_SLOTS, MAX_SLICES, PACE_BYTES};
 use crate::memory::{Consumer, Memory};
 use crate::metrics;
 use crate::protocol::Delivery;
@@ -448,6 +448,9 @@ impl Writer {
                     written.map_err(WriterError::Io)?;
                 }
             }
+            // The queues swap places, so each keeps the largest capacity it
+            // ever needed; a burst must not cost a connection for its life.
+            batch.shrink_to(IDLE_QUEUE_SLOTS);
             if close.is_some() {
                 return Ok(());
             }
@@ -504,7 +507,11 @@ impl Writer {
                 metrics.messages_out(Delivery::One, handed_off);
             }
         }
-        Ok(())
+        // TLS takes bytes it cannot pass on yet into its own buffer and
+        // reports them written; without a flush, the end of a burst would
+        // wait there for the next write, which may never come. A no-op on
+        // a plain socket.
+        sink.flush().await
     }
 }
 

@@ -367,6 +367,10 @@ struct Batch {
     /// Per line: its index, where it ends in `lines`, whether to cache it.
     ends: Vec<(u64, usize, bool)>,
     settle_scheduled: bool,
+    /// Bytes of the last batch: the next one starts with that much room,
+    /// so that a steady flow allocates once per batch and a trickle no
+    /// more than it needs.
+    last_len: usize,
 }
 
 /// The credit of sends handled but not yet settled, and of sends held back
@@ -483,7 +487,11 @@ impl TopicActor {
         if self.batch.lines.is_empty() {
             return None;
         }
-        let lines = self.batch.lines.split().freeze();
+        // Taken whole, not split off: a split would leave the spare
+        // capacity with the topic, sharing one allocation that only grows
+        // and that every line still queued anywhere keeps alive. The next
+        // batch starts a buffer of its own, sized to what it holds.
+        let lines = std::mem::take(&mut self.batch.lines).freeze();
         // A subscriber that refuses a batch is gone or over its budget (and
         // being cut off): either way it receives nothing more.
         let now = Instant::now();
@@ -643,6 +651,11 @@ impl TopicActor {
         let cache = msg.cache && self.cache_size > 0;
         if self.subscribers.is_empty() && !cache {
             return;
+        }
+        if self.batch.lines.capacity() == 0 {
+            self.batch
+                .lines
+                .reserve(self.batch.last_len.min(MAX_BATCH_BYTES));
         }
         msg.template.write_line(index, &mut self.batch.lines);
         self.batch.ends.push((index, self.batch.lines.len(), cache));

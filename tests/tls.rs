@@ -364,3 +364,37 @@ async fn bad_certificate_files_stop_the_start_with_one_line() {
         assert!(output.stdout.is_empty(), "it listened: {:?}", output.stdout);
     }
 }
+
+/// A burst that fills a TLS subscriber's socket: the last part of it may
+/// sit in the TLS layer's own buffer rather than the kernel's, and must
+/// still reach the subscriber once it reads, with nothing more sent after.
+#[tokio::test]
+async fn the_end_of_a_burst_reaches_a_tls_subscriber_that_reads_late() {
+    let pki = Pki::new("burst");
+    let (server, tls) = start(&pki, &[]);
+    let text = "x".repeat(1000);
+    for round in 0..8 {
+        let topic = format!("burst-{round}");
+        let mut subscriber = pki.connect(tls, None).await.expect("TLS connect");
+        subscriber.subscribe(&topic).await;
+        let mut publisher = server.client().await;
+        let count = 1500;
+        let lines: String = (0..count)
+            .map(|_| send_line(&topic, &text, "all") + "\n")
+            .collect();
+        let sending = tokio::spawn(async move {
+            publisher.send_raw(lines.as_bytes()).await;
+            for _ in 0..count {
+                publisher.expect_ok().await;
+            }
+        });
+        // Let the broker fill the socket before anything is read.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for index in 0..count {
+            subscriber
+                .expect(delivered(&topic, &text, "all", index))
+                .await;
+        }
+        sending.await.expect("publisher");
+    }
+}
