@@ -30,9 +30,18 @@ pub struct Args {
     #[arg(value_enum, default_value_t = Scenario::Fanout)]
     pub scenario: Scenario,
 
-    /// Server to test, as HOST:PORT ([::1]:PORT for an IPv6 address)
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port, default_value = "127.0.0.1:7000")]
-    pub addr: HostPort,
+    /// Server to test, as HOST:PORT ([::1]:PORT for an IPv6 address); a
+    /// comma-separated list (a:7000,b:7000) spreads the connections over
+    /// the servers, the subscribers (or clients, or workers) in turn and the
+    /// publishers in turn, with the same checks as against one
+    #[arg(
+        long,
+        value_name = "HOST:PORT[,...]",
+        value_parser = parse_host_port,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7000"
+    )]
+    pub addr: Vec<HostPort>,
 
     /// Protocol the server speaks (redis and nats: fanout, pairs, conns;
     /// nats also queue, through a queue group)
@@ -48,7 +57,7 @@ pub struct Args {
 
     /// The name the server's certificate must be valid for, a DNS name or
     /// an IP address
-    /// [default: the host part of --addr]
+    /// [default: the host part of each --addr]
     #[arg(long, value_name = "NAME", requires = "tls_ca", value_parser = parse_server_name)]
     pub tls_server_name: Option<ServerName<'static>>,
 
@@ -324,6 +333,24 @@ mod tests {
         }
         let name = at("127.0.0.1", 7000).server_name().unwrap();
         assert!(matches!(name, ServerName::IpAddress(_)));
+    }
+
+    #[test]
+    fn addr_takes_a_list() {
+        let addrs = |args: &[&str]| {
+            Args::try_parse_from([&["loadgen"][..], args].concat())
+                .map(|a| a.addr.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(addrs(&[]).unwrap(), ["127.0.0.1:7000"]);
+        assert_eq!(addrs(&["--addr", "a:1"]).unwrap(), ["a:1"]);
+        assert_eq!(
+            addrs(&["--addr", "a:1,[::1]:2, c:3"]).unwrap(),
+            ["a:1", "[::1]:2", "c:3"]
+        );
+        assert_eq!(addrs(&["--addr", "a:1,a:1"]).unwrap(), ["a:1", "a:1"]);
+        for bad in ["a:1,,b:2", "a:1,", "a:1,b"] {
+            assert!(addrs(&["--addr", bad]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

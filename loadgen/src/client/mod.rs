@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 
-pub use self::transport::{connector, Endpoint};
+pub use self::transport::{connector, Endpoint, Servers};
 use self::transport::{ReadHalf, WriteHalf};
 use crate::payload::Payload;
 

@@ -1,5 +1,5 @@
-//! How a connection reaches the server: plain TCP, or TLS on top of it
-//! (`--tls-ca`).
+//! How a connection reaches a server: plain TCP, or TLS on top of it
+//! (`--tls-ca`), and which of `--addr`'s servers each connection goes to.
 //!
 //! The halves of a connection are enums rather than a type parameter: one
 //! branch per read or write of up to 64 KiB costs nothing next to the
@@ -103,6 +103,31 @@ impl Endpoint {
     }
 }
 
+/// `--addr`'s servers, which the connections of each role take in turn, so
+/// that every server gets its share of the receivers and of the publishers.
+#[derive(Debug)]
+pub struct Servers(Vec<Endpoint>);
+
+impl Servers {
+    /// At least one server.
+    pub fn new(endpoints: Vec<Endpoint>) -> anyhow::Result<Servers> {
+        ensure!(!endpoints.is_empty(), "--addr names no server");
+        Ok(Servers(endpoints))
+    }
+
+    /// The server of a role's `i`-th connection.
+    pub fn for_connection(&self, i: usize) -> &Endpoint {
+        &self.0[i % self.0.len()]
+    }
+
+    /// The servers as reports name them: comma-separated addresses, one
+    /// address alone as before there could be several.
+    pub fn describe(&self) -> String {
+        let addrs: Vec<String> = self.0.iter().map(|e| e.addr.to_string()).collect();
+        addrs.join(",")
+    }
+}
+
 /// A connection's reading half.
 #[derive(Debug)]
 pub enum ReadHalf {
@@ -140,5 +165,39 @@ impl WriteHalf {
                 half.flush().await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(port: u16) -> Endpoint {
+        Endpoint::plain(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    fn ports(servers: &Servers, n: usize) -> Vec<u16> {
+        (0..n)
+            .map(|i| servers.for_connection(i).addr.port())
+            .collect()
+    }
+
+    #[test]
+    fn connections_take_the_servers_in_turn() {
+        let servers = Servers::new(vec![at(1), at(2), at(3)]).unwrap();
+        assert_eq!(ports(&servers, 7), [1, 2, 3, 1, 2, 3, 1]);
+        assert_eq!(servers.describe(), "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3");
+    }
+
+    #[test]
+    fn one_server_takes_every_connection() {
+        let servers = Servers::new(vec![at(7000)]).unwrap();
+        assert_eq!(ports(&servers, 100), [7000; 100]);
+        assert_eq!(servers.describe(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn no_server_is_refused() {
+        assert!(Servers::new(Vec::new()).is_err());
     }
 }

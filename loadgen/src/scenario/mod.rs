@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::check::{Expect, Published, Receiver, Violations};
 use crate::cli::{Args, HostPort, Scenario};
-use crate::client::{self, Conn, Delivery, Endpoint, Subscription, Topic};
+use crate::client::{self, Conn, Delivery, Endpoint, Servers, Subscription, Topic};
 use crate::limits::explain_connect_error;
 use crate::peer::{self, Outcome, Peer};
 use crate::phase::Phase;
@@ -53,7 +53,8 @@ const ERRORS_KEPT: usize = 5;
 #[derive(Debug)]
 pub struct Ctx {
     pub args: Args,
-    pub server: Endpoint,
+    /// `--addr`, which each role's connections take in turn.
+    pub servers: Servers,
     /// Random tag of this run, carried in every message.
     pub run: u32,
     /// `--topic`, or a fresh name.
@@ -76,7 +77,11 @@ pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
         }
     );
     let connector = args.tls_ca.as_deref().map(client::connector).transpose()?;
-    let server = endpoint(&args, &args.addr, connector.as_ref()).await?;
+    let mut endpoints = Vec::with_capacity(args.addr.len());
+    for server in &args.addr {
+        endpoints.push(endpoint(&args, server, connector.as_ref()).await?);
+    }
+    let servers = Servers::new(endpoints)?;
     let run = random_tag();
     let topic = args
         .topic
@@ -84,7 +89,7 @@ pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
         .unwrap_or_else(|| format!("loadgen-{run:08x}"));
     let ctx = Ctx {
         args,
-        server,
+        servers,
         run,
         topic,
         clock: Clock::start(),
@@ -145,9 +150,10 @@ pub struct Connected {
     pub elapsed: Duration,
 }
 
-/// Opens `n` connections, [`CONNECTING_AT_ONCE`] at a time, subscribing
-/// connection `i` to `subscription(i)` when there is one. Any failure fails
-/// the whole run at once: results with connections missing would mislead.
+/// Opens `n` connections, [`CONNECTING_AT_ONCE`] at a time, connection `i`
+/// to the `i`-th of `--addr`'s servers in turn, subscribing it to
+/// `subscription(i)` when there is one. Any failure fails the whole run at
+/// once: results with connections missing would mislead.
 pub async fn connect_all(
     ctx: &Ctx,
     what: &str,
@@ -159,7 +165,7 @@ pub async fn connect_all(
     let mut tasks = JoinSet::new();
     for i in 0..n {
         let gate = gate.clone();
-        let server = ctx.server.clone();
+        let server = ctx.servers.for_connection(i).clone();
         let (addr, proto, wait) = (server.addr, ctx.args.proto, ctx.args.timeout);
         let sub = subscription(i);
         tasks.spawn(async move {
@@ -441,7 +447,7 @@ pub fn blank_report(ctx: &Ctx, params: Params) -> Report {
         scenario: ctx.args.scenario.name(),
         timestamp: report::timestamp(),
         git_revision: report::git_revision(),
-        server: ctx.server.addr.to_string(),
+        server: ctx.servers.describe(),
         proto: ctx.args.proto.name(),
         params,
         elapsed_s: 0.0,
