@@ -106,7 +106,9 @@ pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
     report
 }
 
-/// `server` resolved, spoken to over TLS when there is a `connector`.
+/// Resolves `server` once, before any connection, so that a name that does
+/// not resolve (or cannot name a TLS server) stops the run at once rather
+/// than failing thousands of connections one by one.
 async fn endpoint(
     args: &Args,
     server: &HostPort,
