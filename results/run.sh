@@ -20,8 +20,10 @@
 #   DURATION=10 [2]         seconds each fanout, latency and queue run publishes
 #   HOLD=5 [1]              seconds conns holds its idle connections
 #   SERVERS="mq-actix redis nats"        servers to measure
-#   SCENARIOS="fanout latency pairs queue replay conns"   scenarios to run
+#   SCENARIOS="fanout tls latency pairs queue replay conns"   scenarios to run
 #   FANOUT_SUBSCRIBERS="1 100 1000" ["1 10 100"]
+#   TLS_SUBSCRIBERS=100     fanout size of the TLS case (mq-actix only), the
+#                           same load as the plain fanout of that size
 #   LATENCY_SUBSCRIBERS=100            fanout size of the open-loop runs
 #   LATENCY_PERCENTS="10 25 50 75 100" ["25 50 100"]  offered rates, as % of
 #                           the closed-loop maximum of fanout-LATENCY_SUBSCRIBERS
@@ -52,8 +54,9 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
 HOLD=${HOLD:-5}
 SERVERS=${SERVERS:-mq-actix redis nats}
-SCENARIOS=${SCENARIOS:-fanout latency pairs queue replay conns}
+SCENARIOS=${SCENARIOS:-fanout tls latency pairs queue replay conns}
 FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1 100 1000}
+TLS_SUBSCRIBERS=${TLS_SUBSCRIBERS:-100}
 LATENCY_SUBSCRIBERS=${LATENCY_SUBSCRIBERS:-100}
 LATENCY_PERCENTS=${LATENCY_PERCENTS:-10 25 50 75 100}
 PAIRS_CLIENTS=${PAIRS_CLIENTS:-1000}
@@ -80,6 +83,8 @@ DATA=$ROOT/results/data
 # The load samples, one JSON object a line.
 LOAD=$DATA/load.jsonl
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
+# The TLS case's certificate and key, made for the run and removed after.
+TLS_DIR=
 FAILED=()
 
 say() { printf '\n== %s\n' "$*"; }
@@ -148,6 +153,7 @@ stop_server() {
 cleanup() {
     local status=$?
     stop_server
+    [[ -z $TLS_DIR ]] || rm -rf "$TLS_DIR"
     echo "logs: $LOGS"
     exit "$status"
 }
@@ -171,10 +177,15 @@ free_port() {
 }
 
 # The command line that starts SERVER ($1) on PORT ($2), in the foreground;
-# $3, when given, is the path of mq-actix's binary to write instead of $MQ.
+# $3, when given, is the path of mq-actix's binary to write instead of $MQ,
+# and $4 the directory of the TLS certificate instead of $TLS_DIR.
 server_command() {
     case $1 in
     mq-actix) echo "${3:-$MQ} $2 $CACHE_SIZE" ;;
+    # Its TLS listener alone on the port, so that a client that forgets TLS
+    # fails rather than measures plain text.
+    mq-actix-tls) echo "${3:-$MQ} $2 $CACHE_SIZE --tls-port $2 --tls-cert ${4:-$TLS_DIR}/cert.pem" \
+        "--tls-key ${4:-$TLS_DIR}/key.pem --no-plain" ;;
     # Persistence off; the same 64 MB per-client output limit as mq-actix's
     # --max-pending and NATS's max_pending; room for CONNS clients.
     redis) echo "redis-server --port $2 --bind 127.0.0.1 --save '' --appendonly no" \
@@ -228,16 +239,18 @@ proto_args() {
 
 # run_case CASE SERVER SCENARIO [LOADGEN ARGS...]
 # Writes results/data/CASE--SERVER--RUN.json (loadgen's report) and
-# CASE--SERVER--RUN.server.json (the server's memory) for each run.
+# CASE--SERVER--RUN.server.json (the server's memory) for each run. SERVER
+# mq-actix-tls is mq-actix started with TLS: its files are mq-actix's,
+# told apart by their CASE.
 run_case() {
-    local case=$1 server=$2 scenario=$3 run status before hwm base extra=()
+    local case=$1 server=$2 scenario=$3 slug=${2%-tls} run status before hwm base extra=()
     shift 3
-    has "$SERVERS" "$server" || return 0
-    read -ra extra <<<"$(proto_args "$server")"
+    has "$SERVERS" "$slug" || return 0
+    read -ra extra <<<"$(proto_args "$slug")"
     sample_load "at the start of $case against $server" >>"$LOAD"
     say "$case against $server ($RUNS run(s)): loadgen $scenario $*"
     for ((run = 1; run <= RUNS; run++)); do
-        base=$case--$server--$run
+        base=$case--$slug--$run
         rm -f "$DATA/$base.json" "$DATA/$base.server.json"
         if ! start_server "$server" "$LOGS/$base.server.log"; then
             FAILED+=("$base: $server did not start")
@@ -249,6 +262,7 @@ run_case() {
             local shown="${args[*]} --json results/data/$base.json"
             shown=${shown//127.0.0.1:$PORT/127.0.0.1:\$PORT}
             shown=${shown//--server-pid $SERVER_PID/--server-pid \$SERVER_PID}
+            [[ -z $TLS_DIR ]] || shown=${shown//"$TLS_DIR"/\$TLS_DIR}
             echo "$(shown_path "$LOADGEN") ${shown//--1.json/--\$RUN.json}" >>"$DATA/commands.txt"
         fi
         before=$(proc_kib "$SERVER_PID" VmRSS)
@@ -257,7 +271,7 @@ run_case() {
         hwm=$(proc_kib "$SERVER_PID" VmHWM)
         stop_server
         printf '{"server": "%s", "vm_rss_before_kib": %s, "vm_hwm_kib": %s}\n' \
-            "$server" "$before" "$hwm" >"$DATA/$base.server.json"
+            "$slug" "$before" "$hwm" >"$DATA/$base.server.json"
         sed 's/^/  /' "$LOGS/$base.txt"
         if ((status == 2)); then
             # A usage error: this loadgen does not support the case.
@@ -288,6 +302,15 @@ HAS_SERVER_PID=false
 help=$("$LOADGEN" --help)
 grep -q -- '--proto' <<<"$help" && HAS_PROTO=true
 grep -q -- '--server-pid' <<<"$help" && HAS_SERVER_PID=true
+if has "$SCENARIOS" tls; then
+    if ! grep -q -- '--tls-ca' <<<"$help"; then
+        echo "loadgen has no --tls-ca: no TLS case"
+        SCENARIOS=$(tr ' ' '\n' <<<"$SCENARIOS" | grep -vx tls | tr '\n' ' ' || true)
+    elif ! command -v openssl >/dev/null; then
+        echo "openssl is not installed: no TLS case"
+        SCENARIOS=$(tr ' ' '\n' <<<"$SCENARIOS" | grep -vx tls | tr '\n' ' ' || true)
+    fi
+fi
 if ! $HAS_PROTO; then
     echo "loadgen has no --proto: measuring mq-actix only"
     SERVERS=$(tr ' ' '\n' <<<"$SERVERS" | grep -x mq-actix | tr '\n' ' ' || true)
@@ -325,6 +348,26 @@ for server in $SERVERS; do
     # shellcheck disable=SC2016
     server_command "$server" '$PORT' "$(shown_path "$MQ")" >>"$DATA/commands.txt"
 done
+if has "$SCENARIOS" tls && has "$SERVERS" mq-actix; then
+    # A self-signed certificate for localhost, valid for a day. Not a CA
+    # (openssl's default for -x509): rustls refuses a CA's certificate as
+    # the server's own.
+    TLS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mq-results-tls.XXXXXX")
+    certificate=(openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost
+        -addext 'basicConstraints=critical,CA:FALSE' -days 1)
+    if "${certificate[@]}" -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" \
+        >"$LOGS/openssl.log" 2>&1; then
+        # shellcheck disable=SC2016
+        echo "${certificate[*]}"' -keyout $TLS_DIR/key.pem -out $TLS_DIR/cert.pem' \
+            >>"$DATA/commands.txt"
+        # shellcheck disable=SC2016
+        server_command mq-actix-tls '$PORT' "$(shown_path "$MQ")" '$TLS_DIR' >>"$DATA/commands.txt"
+    else
+        FAILED+=("tls: openssl made no certificate (see $LOGS/openssl.log)")
+        SCENARIOS=$(tr ' ' '\n' <<<"$SCENARIOS" | grep -vx tls | tr '\n' ' ' || true)
+    fi
+fi
 
 cat >"$DATA/run.json" <<EOF
 {"quick": $([[ $QUICK == 1 ]] && echo true || echo false), "kept_earlier_runs": $([[ $KEEP == 1 ]] && echo true || echo false), "runs": $RUNS, "duration_s": $DURATION, "hold_s": $HOLD, "servers": $(json_list "$SERVERS"), "scenarios": $(json_list "$SCENARIOS")}
@@ -359,6 +402,13 @@ if has "$SCENARIOS" fanout; then
                 --duration "$DURATION" "${common[@]}"
         done
     done
+fi
+
+if has "$SCENARIOS" tls && has "$SERVERS" mq-actix; then
+    # The plain fanout of the same size is the same load without TLS.
+    run_case "fanout-$TLS_SUBSCRIBERS-tls" mq-actix-tls fanout --clients "$TLS_SUBSCRIBERS" \
+        --publishers 1 --duration "$DURATION" "${common[@]}" \
+        --tls-ca "$TLS_DIR/cert.pem" --tls-server-name localhost
 fi
 
 if has "$SCENARIOS" latency && has "$SERVERS" mq-actix; then

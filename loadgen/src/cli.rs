@@ -1,9 +1,12 @@
 //! The command line: every knob of a run, with its default in `--help`.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::client::Proto;
 
@@ -27,14 +30,36 @@ pub struct Args {
     #[arg(value_enum, default_value_t = Scenario::Fanout)]
     pub scenario: Scenario,
 
-    /// Server to test, as HOST:PORT
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    pub addr: String,
+    /// Server to test, as HOST:PORT ([::1]:PORT for an IPv6 address); a
+    /// comma-separated list (a:7000,b:7000) spreads the connections over
+    /// the servers, the subscribers (or clients, or workers) in turn and the
+    /// publishers in turn, with the same checks as against one
+    #[arg(
+        long,
+        value_name = "HOST:PORT[,...]",
+        value_parser = parse_host_port,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7000"
+    )]
+    pub addr: Vec<HostPort>,
 
     /// Protocol the server speaks (redis and nats: fanout, pairs, conns;
     /// nats also queue, through a queue group)
     #[arg(long, value_enum, default_value_t = Proto::Mq)]
     pub proto: Proto,
+
+    /// Speak TLS on every connection, trusting only the certificates in
+    /// FILE (PEM): the CA that signed the server's certificate, or that
+    /// self-signed certificate itself; mq only
+    /// [default: plain TCP]
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The name the server's certificate must be valid for, a DNS name or
+    /// an IP address
+    /// [default: the host part of each --addr]
+    #[arg(long, value_name = "NAME", requires = "tls_ca", value_parser = parse_server_name)]
+    pub tls_server_name: Option<ServerName<'static>>,
 
     /// Receiving connections: subscribers (fanout, replay), clients (pairs),
     /// workers (queue), idle connections (conns)
@@ -105,6 +130,31 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// A server as `--addr` names it. The host is kept as typed, not only
+/// resolved, as it is the name a TLS certificate is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// The host as a TLS server name.
+    pub fn server_name(&self) -> Result<ServerName<'static>, String> {
+        parse_server_name(&self.host)
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// The loads loadgen can put on a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -149,6 +199,21 @@ impl Scenario {
 }
 
 impl Args {
+    /// Refuses, as clap refuses a bad flag (exit status 2), what clap
+    /// cannot tell alone: flags that do not go together.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        if self.tls_ca.is_some() && self.proto != Proto::Mq {
+            return Err(Args::command().error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--tls-ca works with --proto mq only: loadgen speaks {} in plain text",
+                    self.proto.name()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// How long to publish: `--duration`, else 10 s unless a message count
     /// bounds the run instead.
     pub fn publish_for(&self) -> Option<Duration> {
@@ -169,6 +234,36 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         Ok(_) => Err(format!("{text:?} is not a duration")),
         Err(_) => humantime::parse_duration(text.trim()).map_err(|e| e.to_string()),
     }
+}
+
+/// Reads `HOST:PORT`, with an IPv6 address in brackets (`[::1]:7000`), as
+/// a bare one leaves no way to tell its last group from the port.
+fn parse_host_port(text: &str) -> Result<HostPort, String> {
+    let bad = || format!("{text:?} is not HOST:PORT");
+    let (host, port) = text.trim().rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6,
+        None if host.contains(':') => {
+            return Err(format!(
+                "{text:?}: write an IPv6 address in brackets, as in [::1]:7000"
+            ))
+        }
+        None => host,
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(HostPort {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Reads a TLS server name: a DNS name or an IP address.
+fn parse_server_name(text: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(text.to_string())
+        .map_err(|_| format!("{text:?} is neither a DNS name nor an IP address"))
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -213,6 +308,79 @@ mod tests {
     fn a_message_count_lifts_the_default_duration() {
         let args = Args::try_parse_from(["loadgen", "queue", "--messages", "10"]).unwrap();
         assert_eq!((args.scenario, args.publish_for()), (Scenario::Queue, None));
+    }
+
+    #[test]
+    fn addresses_keep_their_host() {
+        let at = |host: &str, port| HostPort {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(parse_host_port("localhost:7000"), Ok(at("localhost", 7000)));
+        assert_eq!(parse_host_port("127.0.0.1:1"), Ok(at("127.0.0.1", 1)));
+        assert_eq!(parse_host_port("[::1]:7000"), Ok(at("::1", 7000)));
+        assert_eq!(at("::1", 7000).to_string(), "[::1]:7000");
+        assert_eq!(at("localhost", 7000).to_string(), "localhost:7000");
+        for bad in [
+            "localhost",
+            "localhost:",
+            ":7000",
+            "host:70000",
+            "::1:7000",
+            "",
+        ] {
+            assert!(parse_host_port(bad).is_err(), "{bad:?}");
+        }
+        let name = at("127.0.0.1", 7000).server_name().unwrap();
+        assert!(matches!(name, ServerName::IpAddress(_)));
+    }
+
+    #[test]
+    fn addr_takes_a_list() {
+        let addrs = |args: &[&str]| {
+            Args::try_parse_from([&["loadgen"][..], args].concat())
+                .map(|a| a.addr.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(addrs(&[]).unwrap(), ["127.0.0.1:7000"]);
+        assert_eq!(addrs(&["--addr", "a:1"]).unwrap(), ["a:1"]);
+        assert_eq!(
+            addrs(&["--addr", "a:1,[::1]:2, c:3"]).unwrap(),
+            ["a:1", "[::1]:2", "c:3"]
+        );
+        assert_eq!(addrs(&["--addr", "a:1,a:1"]).unwrap(), ["a:1", "a:1"]);
+        for bad in ["a:1,,b:2", "a:1,", "a:1,b"] {
+            assert!(addrs(&["--addr", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tls_is_for_mq_only() {
+        let ca = ["--tls-ca", "ca.pem"];
+        let mq = Args::try_parse_from([&["loadgen"][..], &ca].concat()).unwrap();
+        assert!(mq.check().is_ok());
+        for proto in ["redis", "nats"] {
+            let args =
+                Args::try_parse_from([&["loadgen", "--proto", proto][..], &ca].concat()).unwrap();
+            let refused = args.check().unwrap_err();
+            assert_eq!(refused.kind(), ErrorKind::ArgumentConflict);
+            assert_eq!(refused.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn a_server_name_needs_a_ca_and_must_be_a_name() {
+        let named = |name| {
+            Args::try_parse_from(["loadgen", "--tls-ca", "ca.pem", "--tls-server-name", name])
+        };
+        let args = named("localhost").unwrap();
+        assert_eq!(args.tls_server_name.unwrap().to_str(), "localhost");
+        assert!(named("::1").is_ok());
+        assert!(named("not a name").is_err());
+        let alone = Args::try_parse_from(["loadgen", "--tls-server-name", "localhost"]);
+        assert_eq!(
+            alone.unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]

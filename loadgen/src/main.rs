@@ -9,7 +9,7 @@
 //!   driver they share;
 //! - `peer`: one connection's part in a run; `publish`: its sending side;
 //!   `phase`: where the run stands, which both watch;
-//! - `client`: the protocol on one connection;
+//! - `client`: the protocol on one connection, over plain TCP or TLS;
 //! - `payload`: what travels inside each message; `ascii`: the byte-level
 //!   helpers that decoding it and the lines around it rely on;
 //! - `check`: correctness bookkeeping;
@@ -41,6 +41,9 @@ use crate::progress::Progress;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(usage) = args.check() {
+        usage.exit();
+    }
     match run(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -76,6 +76,9 @@ pub struct Params {
     pub messages: Option<u64>,
     pub size: usize,
     pub timeout_s: f64,
+    /// Whether every connection spoke TLS (`--tls-ca`), which costs the
+    /// server a cipher per byte and a handshake per connection.
+    pub tls: bool,
     /// pairs: how many other clients each client sends to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<usize>,
@@ -103,6 +106,7 @@ impl Params {
             messages: args.messages,
             size: args.size,
             timeout_s: args.timeout.as_secs_f64(),
+            tls: args.tls_ca.is_some(),
             peers: None,
             cache_size: None,
         }
@@ -241,8 +245,12 @@ impl Report {
             format!(", {load}, {}-byte messages", p.size)
         };
         line(format!(
-            "loadgen {} against {} ({}): {shape}{sending}, topic {:?}",
-            self.scenario, self.server, self.proto, p.topic
+            "loadgen {} against {} ({}{}): {shape}{sending}, topic {:?}",
+            self.scenario,
+            self.server,
+            self.proto,
+            if p.tls { " over TLS" } else { "" },
+            p.topic
         ));
         if self.published > 0 {
             line(format!(

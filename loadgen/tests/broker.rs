@@ -5,7 +5,7 @@ mod support;
 
 use mq_actix::config::Config;
 use mq_actix::testing::BackgroundServer;
-use support::{loadgen, FakeServer, Fault, Run};
+use support::{loadgen, loadgen_at, FakeServer, Fault, Run};
 
 fn broker() -> BackgroundServer {
     BackgroundServer::start(Config::default()).expect("start mq-actix")
@@ -162,6 +162,33 @@ fn idle_connections_all_answer_after_the_hold() {
     assert_clean(&run);
     assert_eq!(run.num("/conns/connections"), 300.0);
     assert_eq!(run.num("/conns/answered"), 300.0);
+}
+
+#[test]
+fn one_broker_named_twice_passes_every_check() {
+    // A list of servers is meant for the nodes of one broker; one broker
+    // named twice takes both halves of the connections, and nothing that
+    // is owed may change.
+    let server = broker();
+    let twice = format!("{0},{0}", server.addr());
+    let fanout = loadgen_at(
+        &twice,
+        &[
+            "fanout",
+            "--clients",
+            "5",
+            "--publishers",
+            "2",
+            "--messages",
+            "1000",
+        ],
+    );
+    assert_clean(&fanout);
+    assert_eq!(fanout.num("/deliveries"), 5000.0);
+    assert_eq!(fanout.report["server"], twice.as_str());
+    let pairs = loadgen_at(&twice, &["pairs", "--clients", "5", "--messages", "1000"]);
+    assert_clean(&pairs);
+    assert_eq!(pairs.num("/deliveries"), 1000.0);
 }
 
 /// Not a check but a measurement, run by hand: what loadgen can send to a

@@ -11,18 +11,17 @@
 mod mq;
 mod nats;
 mod redis;
+mod transport;
 
 use std::borrow::Cow;
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 
+pub use self::transport::{connector, Endpoint, Servers};
+use self::transport::{ReadHalf, WriteHalf};
 use crate::payload::Payload;
 
 /// Bytes asked of the socket per read.
@@ -122,12 +121,9 @@ pub struct Conn {
 
 impl Conn {
     /// Connects and greets the server as its protocol requires, waiting up to
-    /// `wait` for each answer. Nagle is off: loadgen batches its own writes,
-    /// and Nagle would add delay to every partial batch.
-    pub async fn connect(addr: SocketAddr, proto: Proto, wait: Duration) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+    /// `wait` for each answer.
+    pub async fn connect(server: &Endpoint, proto: Proto, wait: Duration) -> anyhow::Result<Conn> {
+        let (read, write) = server.connect().await?;
         let mut conn = Conn {
             reader: Reader {
                 proto,
@@ -259,7 +255,7 @@ pub enum Reply<'a> {
 #[derive(Debug)]
 pub struct Reader {
     proto: Proto,
-    half: OwnedReadHalf,
+    half: ReadHalf,
     buf: Vec<u8>,
     /// Where the undecoded bytes start in `buf`.
     start: usize,
@@ -305,7 +301,7 @@ impl Reader {
 #[derive(Debug)]
 pub struct Writer {
     proto: Proto,
-    half: OwnedWriteHalf,
+    half: WriteHalf,
     buf: Vec<u8>,
     /// Room to build a message whose length must be written before it.
     scratch: Vec<u8>,

@@ -10,7 +10,6 @@ mod replay;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,10 +18,11 @@ use anyhow::{anyhow, ensure, Context};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
 use crate::check::{Expect, Published, Receiver, Violations};
-use crate::cli::{Args, Scenario};
-use crate::client::{Conn, Delivery, Subscription, Topic};
+use crate::cli::{Args, HostPort, Scenario};
+use crate::client::{self, Conn, Delivery, Endpoint, Servers, Subscription, Topic};
 use crate::limits::explain_connect_error;
 use crate::peer::{self, Outcome, Peer};
 use crate::phase::Phase;
@@ -53,7 +53,8 @@ const ERRORS_KEPT: usize = 5;
 #[derive(Debug)]
 pub struct Ctx {
     pub args: Args,
-    pub addr: SocketAddr,
+    /// `--addr`, which each role's connections take in turn.
+    pub servers: Servers,
     /// Random tag of this run, carried in every message.
     pub run: u32,
     /// `--topic`, or a fresh name.
@@ -65,11 +66,6 @@ pub struct Ctx {
 /// Runs the scenario the arguments ask for, clearing the progress line at
 /// the end.
 pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
-    let addr = tokio::net::lookup_host(&args.addr)
-        .await
-        .with_context(|| format!("cannot resolve --addr {}", args.addr))?
-        .next()
-        .ok_or_else(|| anyhow!("--addr {} resolves to no address", args.addr))?;
     ensure!(
         args.scenario.supports(args.proto),
         "{} cannot be run over {}: {}",
@@ -80,6 +76,12 @@ pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
             _ => "only mq keeps messages to replay",
         }
     );
+    let connector = args.tls_ca.as_deref().map(client::connector).transpose()?;
+    let mut endpoints = Vec::with_capacity(args.addr.len());
+    for server in &args.addr {
+        endpoints.push(endpoint(&args, server, connector.as_ref()).await?);
+    }
+    let servers = Servers::new(endpoints)?;
     let run = random_tag();
     let topic = args
         .topic
@@ -87,7 +89,7 @@ pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
         .unwrap_or_else(|| format!("loadgen-{run:08x}"));
     let ctx = Ctx {
         args,
-        addr,
+        servers,
         run,
         topic,
         clock: Clock::start(),
@@ -102,6 +104,33 @@ pub async fn run(args: Args, progress: Progress) -> anyhow::Result<Report> {
     };
     ctx.progress.finish();
     report
+}
+
+/// Resolves `server` once, before any connection, so that a name that does
+/// not resolve (or cannot name a TLS server) stops the run at once rather
+/// than failing thousands of connections one by one.
+async fn endpoint(
+    args: &Args,
+    server: &HostPort,
+    connector: Option<&TlsConnector>,
+) -> anyhow::Result<Endpoint> {
+    let addr = tokio::net::lookup_host((server.host.as_str(), server.port))
+        .await
+        .with_context(|| format!("cannot resolve --addr {server}"))?
+        .next()
+        .ok_or_else(|| anyhow!("--addr {server} resolves to no address"))?;
+    let Some(connector) = connector else {
+        return Ok(Endpoint::plain(addr));
+    };
+    let name = match &args.tls_server_name {
+        Some(name) => name.clone(),
+        None => server.server_name().map_err(|e| {
+            anyhow!(
+                "the host of --addr {server} cannot name a TLS server: {e}; give --tls-server-name"
+            )
+        })?,
+    };
+    Ok(Endpoint::tls(addr, connector.clone(), name))
 }
 
 /// A tag that differs between runs, without a random-number crate.
@@ -123,9 +152,10 @@ pub struct Connected {
     pub elapsed: Duration,
 }
 
-/// Opens `n` connections, [`CONNECTING_AT_ONCE`] at a time, subscribing
-/// connection `i` to `subscription(i)` when there is one. Any failure fails
-/// the whole run at once: results with connections missing would mislead.
+/// Opens `n` connections, [`CONNECTING_AT_ONCE`] at a time, connection `i`
+/// to the `i`-th of `--addr`'s servers in turn, subscribing it to
+/// `subscription(i)` when there is one. Any failure fails the whole run at
+/// once: results with connections missing would mislead.
 pub async fn connect_all(
     ctx: &Ctx,
     what: &str,
@@ -137,22 +167,23 @@ pub async fn connect_all(
     let mut tasks = JoinSet::new();
     for i in 0..n {
         let gate = gate.clone();
-        let (addr, proto, wait) = (ctx.addr, ctx.args.proto, ctx.args.timeout);
+        let server = ctx.servers.for_connection(i).clone();
+        let (addr, proto, wait) = (server.addr, ctx.args.proto, ctx.args.timeout);
         let sub = subscription(i);
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let begun = Instant::now();
-            let mut conn = match tokio::time::timeout(wait, Conn::connect(addr, proto, wait)).await
-            {
-                Err(_) => return Err(anyhow!("connecting to {addr} timed out")),
-                Ok(Err(e)) => {
-                    return Err(anyhow!(
-                        "cannot connect to {addr}: {}",
-                        explain_connect_error(&e)
-                    ))
-                }
-                Ok(Ok(conn)) => conn,
-            };
+            let mut conn =
+                match tokio::time::timeout(wait, Conn::connect(&server, proto, wait)).await {
+                    Err(_) => return Err(anyhow!("connecting to {addr} timed out")),
+                    Ok(Err(e)) => {
+                        return Err(anyhow!(
+                            "cannot connect to {addr}: {}",
+                            explain_connect_error(&e)
+                        ))
+                    }
+                    Ok(Ok(conn)) => conn,
+                };
             if let Some(sub) = sub {
                 let early = conn
                     .subscribe(&sub, wait)
@@ -418,7 +449,7 @@ pub fn blank_report(ctx: &Ctx, params: Params) -> Report {
         scenario: ctx.args.scenario.name(),
         timestamp: report::timestamp(),
         git_revision: report::git_revision(),
-        server: ctx.addr.to_string(),
+        server: ctx.servers.describe(),
         proto: ctx.args.proto.name(),
         params,
         elapsed_s: 0.0,

@@ -493,11 +493,16 @@ impl Run {
 /// Runs loadgen against `addr` with `args` (plus `--quiet --json`) and reads
 /// its report; `report` is `Null` when it wrote none.
 pub fn loadgen(addr: SocketAddr, args: &[&str]) -> Run {
+    loadgen_at(&addr.to_string(), args)
+}
+
+/// [`loadgen`] with `--addr` as written: a list, or a name.
+pub fn loadgen_at(addr: &str, args: &[&str]) -> Run {
     let json = temp_path("report.json");
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .arg("--addr")
-        .arg(addr.to_string())
+        .arg(addr)
         .arg("--quiet")
         .arg("--json")
         .arg(&json)

@@ -102,9 +102,10 @@ type Series = (String, RGBColor);
 
 /// The groups of the fanout chart: one per subscriber count that some
 /// server was measured at (`fanout-N` cases), in increasing order, each
-/// with the delivery rates of [`Server::ALL`].
+/// with the delivery rates of [`Server::ALL`]. Plain text only: TLS is
+/// mq-actix's alone, and its bar would stand where the plain one belongs.
 pub fn fanout_groups(summaries: &[Summary]) -> Vec<Group> {
-    let fanout = || summaries.iter().filter(|s| s.case.starts_with("fanout-"));
+    let fanout = || plain_fanouts(summaries);
     let mut counts: Vec<usize> = fanout()
         .filter(|s| s.delivery_rate.is_some())
         .map(|s| s.params.clients)
@@ -127,6 +128,13 @@ pub fn fanout_groups(summaries: &[Summary]) -> Vec<Group> {
         .collect()
 }
 
+/// The fanout cases in plain text.
+fn plain_fanouts(summaries: &[Summary]) -> impl Iterator<Item = &Summary> {
+    summaries
+        .iter()
+        .filter(|s| s.case.starts_with("fanout-") && !s.params.tls)
+}
+
 /// Deliveries per second at each measured number of subscribers, a bar
 /// per server with its runs' spread. `Ok(false)` when there is nothing to
 /// draw.
@@ -135,7 +143,7 @@ pub fn fanout(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Res
     let Some(y_max) = highest(&groups) else {
         return Ok(false);
     };
-    let runs = runs_of(summaries.iter().filter(|s| s.case.starts_with("fanout-")));
+    let runs = runs_of(plain_fanouts(summaries));
     let series: Vec<Series> = Server::ALL
         .iter()
         .map(|&s| (s.label().to_string(), colour(s)))
@@ -654,6 +662,19 @@ mod tests {
         assert_eq!(measured(&groups[1]), [true, false, false]);
         let mq = groups[1].spreads[0].unwrap();
         assert_eq!((mq.min, mq.median, mq.max), (100.0, 200.0, 300.0));
+    }
+
+    #[test]
+    fn a_fanout_over_tls_is_not_drawn_as_the_plain_one() {
+        let mut runs = Vec::new();
+        let plain = report_json("fanout", 100, 300.0, 5.0);
+        runs.push(run("fanout-100", Server::MqActix, 1, &plain, None));
+        let tls = report_json("fanout", 100, 200.0, 5.0)
+            .replace(r#""timeout_s":5.0"#, r#""timeout_s":5.0,"tls":true"#);
+        runs.push(run("fanout-100-tls", Server::MqActix, 1, &tls, None));
+        let groups = fanout_groups(&summarize(&runs));
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].spreads[0].map(|s| s.median), Some(300.0));
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct Params {
     pub duration_s: Option<f64>,
     pub messages: Option<u64>,
     pub size: usize,
+    /// Reports from before loadgen spoke TLS have no such field: they were
+    /// plain text.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,7 +277,8 @@ fn bytes_per_connection(run: &Run) -> Option<f64> {
 
 /// Reading order of cases: scenario families in the order the README
 /// explains them, and within a family by the number in the name
-/// (`fanout-1`, `fanout-100`, `fanout-1000`).
+/// (`fanout-1`, `fanout-100`, `fanout-1000`), a variant of a case right
+/// after it (`fanout-100-tls` after `fanout-100`).
 pub fn case_order(a: &str, b: &str) -> Ordering {
     case_key(a).cmp(&case_key(b)).then_with(|| a.cmp(b))
 }
@@ -281,7 +286,12 @@ pub fn case_order(a: &str, b: &str) -> Ordering {
 fn case_key(case: &str) -> (usize, u64) {
     const FAMILIES: [&str; 6] = ["fanout", "latency", "pairs", "queue", "replay", "conns"];
     let (family, number) = match case.split_once('-') {
-        Some((family, rest)) => (family, rest.parse().unwrap_or(u64::MAX)),
+        Some((family, rest)) => {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            (family, rest[..digits].parse().unwrap_or(u64::MAX))
+        }
         None => (case, 0),
     };
     let rank = FAMILIES
@@ -466,6 +476,7 @@ pub mod tests {
             "pairs",
             "latency-100",
             "fanout-100",
+            "fanout-100-tls",
             "replay",
         ];
         cases.sort_by(|a, b| case_order(a, b));
@@ -474,6 +485,7 @@ pub mod tests {
             [
                 "fanout-1",
                 "fanout-100",
+                "fanout-100-tls",
                 "fanout-1000",
                 "latency-50",
                 "latency-100",

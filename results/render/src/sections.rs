@@ -270,7 +270,7 @@ pub fn describe(s: &Summary) -> String {
         (Some(d), _) => format!(", {d:.0} s"),
         _ => String::new(),
     };
-    match s.scenario.as_str() {
+    let load = match s.scenario.as_str() {
         "fanout" => format!(
             "{} pub → {} subs, {sending}, {} B{timing}",
             n(p.publishers),
@@ -296,6 +296,11 @@ pub fn describe(s: &Summary) -> String {
         ),
         "conns" => format!("{} idle subscribed conns", n(p.clients)),
         other => other.to_string(),
+    };
+    if p.tls {
+        format!("{load}, TLS")
+    } else {
+        load
     }
 }
 
@@ -480,6 +485,25 @@ mod tests {
         assert!(mq.contains("8.4 MB"), "{mq}");
         assert!(mq.ends_with(" none |"), "{mq}");
         assert!(loadgen(&[]).starts_with("No loadgen runs"));
+    }
+
+    #[test]
+    fn a_tls_case_says_so_right_after_its_plain_case() {
+        let plain = report_json("fanout", 100, 4e6, 3.0);
+        let tls = report_json("fanout", 100, 3e6, 4.0)
+            .replace(r#""timeout_s":5.0"#, r#""timeout_s":5.0,"tls":true"#);
+        let runs = [
+            run("fanout-1000", Server::MqActix, 1, &plain, None),
+            run("fanout-100-tls", Server::MqActix, 1, &tls, None),
+            run("fanout-100", Server::MqActix, 1, &plain, None),
+        ];
+        let table = loadgen(&summarize(&runs));
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert!(rows[0].starts_with("| fanout-100 "), "{table}");
+        assert!(!rows[0].contains("TLS"), "{table}");
+        assert!(rows[1].starts_with("| fanout-100-tls "), "{table}");
+        assert!(rows[1].contains("64 B, 10 s, TLS |"), "{table}");
+        assert!(rows[2].starts_with("| fanout-1000 "), "{table}");
     }
 
     #[test]
