@@ -283,7 +283,12 @@ fn run(db: Database, path: PathBuf, fsync: Fsync, incoming: Receiver<Request>) {
             || !syncs.is_empty()
             || jobs.iter().any(|job| job.must_sync)
             || (unsynced && last_sync.elapsed() >= interval);
-        if jobs.is_empty() && !(sync && unsynced) {
+        // Jobs with only waiters (sends that stored nothing: delivered
+        // live, or not cached) wait for nothing the disk has yet to hold.
+        if jobs.iter().all(|job| job.ops.is_empty()) && !(sync && unsynced) {
+            for job in jobs {
+                fire(job.waiters);
+            }
             fire(syncs);
             continue;
         }
