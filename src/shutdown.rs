@@ -8,7 +8,9 @@
 //!    subscribers' outboxes, and with `--data-dir` the store is synced;
 //! 2. *closing*: every session ends, its writer flushes the outbox and closes
 //!    the socket; shutdown waits until every session and writer is gone
-//!    (a `TaskTracker`, not a poll);
+//!    (a `TaskTracker`, not a poll); a `one` message a writer could not
+//!    write goes back to its topic's cache, so the topics settle once more
+//!    and the store is synced again;
 //! 3. only if the deadline passes first, *abandoning*: every writer stops
 //!    and counts the lines it could not write, for the report.
 
@@ -54,6 +56,17 @@ pub enum Outcome {
     TimedOut { lines: u64, connections: u64 },
 }
 
+/// Has every topic handle what is in its mailbox and hand its changes to
+/// the store, then has the store synced. Run once more after the writers
+/// are gone: a `one` message a closing connection never wrote came back to
+/// its topic's cache meanwhile, and must be on disk before the exit.
+async fn settle(registry: &Addr<Registry>) {
+    if let Ok(topics) = registry.send(ListTopics).await {
+        join_all(topics.iter().map(|(_, topic)| topic.send(Flush))).await;
+    }
+    let _ = registry.send(SyncStore).await;
+}
+
 impl Shutdown {
     /// Resolves when the broker stops taking new commands.
     pub fn draining(&self) -> WaitForCancellationFutureOwned {
@@ -93,14 +106,11 @@ impl Shutdown {
     pub async fn run(&self, registry: &Addr<Registry>, deadline: Duration) -> Outcome {
         let phases = async {
             self.draining.cancel();
-            if let Ok(topics) = registry.send(ListTopics).await {
-                join_all(topics.iter().map(|(_, topic)| topic.send(Flush))).await;
-            }
-            // Every topic has handed its last changes to the store.
-            let _ = registry.send(SyncStore).await;
+            settle(registry).await;
             self.closing.cancel();
             self.tracker.close();
             self.tracker.wait().await;
+            settle(registry).await;
         };
         if tokio::time::timeout(deadline, phases).await.is_ok() {
             return Outcome::Flushed;
@@ -108,7 +118,11 @@ impl Shutdown {
         self.abandoning.cancel();
         // Writers give up at once; a session may still wait on a topic, and
         // stopping the System ends it anyway.
-        let _ = tokio::time::timeout(ABANDON_GRACE, self.tracker.wait()).await;
+        let _ = tokio::time::timeout(ABANDON_GRACE, async {
+            self.tracker.wait().await;
+            settle(registry).await;
+        })
+        .await;
         Outcome::TimedOut {
             lines: self.undelivered.lines.load(Ordering::Relaxed),
             connections: self.undelivered.connections.load(Ordering::Relaxed),

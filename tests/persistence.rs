@@ -510,3 +510,103 @@ async fn check_after_crash(
     }
     replayed.len() as u64
 }
+
+/// A stop while a `one` subscriber reads nothing: the messages its
+/// connection never received whole go back to the topic's cache, and are on
+/// disk before the broker exits. So every acknowledged `one` message reaches
+/// exactly one of: the stalled subscriber (what its kernel had taken), or a
+/// subscriber after the restart.
+#[tokio::test]
+async fn a_one_message_a_stopping_broker_could_not_write_is_kept_for_the_restart() {
+    const SENDS: u64 = 2_000;
+    let dir = TempDir::new("stop-stalled");
+    let args = ["100000", "--fsync", "always", "--shutdown-timeout", "1"];
+    let mut server = Server::start_with_dir(&dir, &args);
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(8 * 1024).expect("SO_RCVBUF");
+    socket.connect(&server.addr().into()).expect("connect");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut stalled = TcpStream::from_std(socket.into()).expect("tokio stream");
+    stalled
+        .write_all(b"{\"command\": \"subscribe\", \"topic\": \"jobs\"}\n")
+        .await
+        .expect("subscribe");
+    let mut publisher = server.client().await;
+    // Known to be a subscriber before the first send.
+    publisher.publish("other", "sync", "all").await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let text = "j".repeat(1_000);
+    let lines: String = (0..SENDS)
+        .map(|_| send_line("jobs", &text, "one") + "\n")
+        .collect();
+    publisher.send_raw(lines.as_bytes()).await;
+    let mut acked = 0;
+    while acked < SENDS {
+        match publisher
+            .try_recv_within(std::time::Duration::from_secs(10))
+            .await
+        {
+            Some(reply) if reply == json!({"success": true}) => acked += 1,
+            other => panic!("after {acked} acknowledgements: {other:?}"),
+        }
+    }
+    server.signal("TERM");
+    let status = server.exit_status(WAIT).await;
+    assert!(
+        matches!(status.code(), Some(0 | 3)),
+        "the stop ended with {status}"
+    );
+
+    // What the stalled subscriber's kernel took, up to the last whole line.
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut received),
+    )
+    .await
+    .expect("the stalled subscriber's connection ends");
+    let whole = received
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    let mut before: HashSet<u64> = HashSet::new();
+    for line in received[..whole]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let value: Value = serde_json::from_slice(line).expect("a JSON line");
+        if let Some(index) = value.get("index").and_then(Value::as_u64) {
+            assert!(before.insert(index), "index {index} delivered twice");
+        }
+    }
+
+    let server = Server::start_with_dir(&dir, &args);
+    let mut late = server.client().await;
+    late.subscribe("jobs").await;
+    let mut after: HashSet<u64> = HashSet::new();
+    while let Some(value) = late
+        .try_recv_within(std::time::Duration::from_secs(1))
+        .await
+    {
+        let index = index_of(&value);
+        assert!(after.insert(index), "index {index} replayed twice");
+        assert!(
+            !before.contains(&index),
+            "index {index} reached the stalled subscriber and came back"
+        );
+    }
+    for index in 0..SENDS {
+        assert!(
+            before.contains(&index) || after.contains(&index),
+            "acknowledged index {index} is lost ({} before the stop, {} after)",
+            before.len(),
+            after.len()
+        );
+    }
+    eprintln!(
+        "stop with a stalled one subscriber: {} received before the stop, {} replayed after",
+        before.len(),
+        after.len()
+    );
+}

@@ -235,6 +235,17 @@ impl Client {
             .to_owned()
     }
 
+    /// The next line as JSON, or `None` if none comes within `limit` (or
+    /// the connection ends).
+    pub async fn try_recv_within(&mut self, limit: Duration) -> Option<Value> {
+        let mut line = Vec::new();
+        match timeout(limit, self.reader.read_until(b'\n', &mut line)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+        Some(serde_json::from_slice(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}")))
+    }
+
     pub async fn recv(&mut self) -> Value {
         let line = self.recv_line().await;
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
