@@ -1,0 +1,293 @@
+//! A topic in `--cluster` mode: its counter and cache live in Redis (see
+//! `crate::cluster`); the actor keeps only its own node's subscribers and
+//! their round robin, and delivers what arrives on the topic's channel.
+//!
+//! - A `PublishBatch` becomes one script call; its credit comes back and
+//!   its sends are acknowledged (`WhenCommitted`, always asked for in this
+//!   mode) when Redis answers, or refused with `Cluster unavailable`.
+//! - A `subscribe` listens on the channel first, then registers the
+//!   subscriber and takes the replay in one script, while the actor waits
+//!   (`ctx.wait`): messages arriving meanwhile queue in the mailbox. Every
+//!   message below the topic's counter as the script saw it was either
+//!   replayed or sent before the subscription; every one from there on
+//!   arrives live. So the subscriber takes live messages from that index on
+//!   (`live_from`): no gap, no duplicate.
+//! - A `one` message addressed to this node goes to the next local
+//!   subscriber; if none can take it, back to Redis (`reroute`).
+
+use std::sync::Arc;
+
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
+use bytes::Bytes;
+
+use super::{Subscribe, Subscriber, TopicActor};
+use crate::cluster::{Arrived, Cluster, Joined, Keys, Outgoing as Sent};
+use crate::config::{CLUSTER_HEARTBEAT, MAX_BATCH_BYTES};
+use crate::metrics;
+use crate::outbox::Outgoing;
+use crate::protocol::{Delivery, ProtocolError, OK};
+use crate::store::Committed;
+
+/// What a topic keeps of its cluster side.
+#[derive(Debug)]
+pub(super) struct ClusterTopic {
+    cluster: Cluster,
+    keys: Arc<Keys>,
+    /// The node listens on the topic's channel (from its first subscribe on,
+    /// for the life of the actor).
+    listening: bool,
+    /// Batches handed to Redis so far; the last one's number.
+    sent: u64,
+    /// Batches Redis has not answered yet, with the acknowledgements that
+    /// wait for them.
+    in_flight: Vec<(u64, Vec<Committed>)>,
+    /// Whether the last answered batch was taken, for a `WhenCommitted`
+    /// that comes after its answer.
+    last_taken: bool,
+    /// Live `all` messages below this index reach only the subscribers
+    /// whose `live_from` is not above it: one of them just replayed them.
+    fresh_until: u64,
+}
+
+impl ClusterTopic {
+    pub(super) fn new(cluster: Cluster, name: &str) -> ClusterTopic {
+        ClusterTopic {
+            cluster,
+            keys: Arc::new(Keys::new(name)),
+            listening: false,
+            sent: 0,
+            in_flight: Vec::new(),
+            last_taken: true,
+            fresh_until: 0,
+        }
+    }
+}
+
+impl TopicActor {
+    /// Starts the heartbeat that keeps this node's subscriber count for the
+    /// topic alive in Redis while it has subscribers.
+    pub(super) fn start_heartbeat(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(CLUSTER_HEARTBEAT, |topic, ctx| {
+            if !topic.subscribers.is_empty() {
+                topic.tell_census(ctx);
+            }
+        });
+    }
+
+    /// Tells Redis how many subscribers this node has for the topic now.
+    pub(super) fn tell_census(&mut self, ctx: &mut Context<Self>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let refresh = cluster
+            .cluster
+            .refresh(cluster.keys.clone(), self.subscribers.len());
+        // A failure is logged by the cluster; the next heartbeat repeats it.
+        ctx.spawn(async move { drop(refresh.await) }.into_actor(self));
+    }
+
+    /// Sends a batch to Redis as one script call.
+    pub(super) fn publish_remotely(&mut self, batch: super::PublishBatch, ctx: &mut Context<Self>) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let sends = batch
+            .publishes
+            .into_iter()
+            .map(|publish| Sent {
+                one: publish.delivery == Delivery::One,
+                cache: publish.cache,
+                head: publish.template.head(),
+            })
+            .collect();
+        cluster.sent += 1;
+        let number = cluster.sent;
+        cluster.in_flight.push((number, Vec::new()));
+        let credit = batch.credit;
+        let published = cluster.cluster.publish(cluster.keys.clone(), sends);
+        ctx.spawn(published.into_actor(self).map(move |result, topic, _| {
+            // Only now may the session hand over more: what a topic has in
+            // flight to Redis is bounded by its credit.
+            drop(credit);
+            topic.published(number, result.is_ok());
+        }));
+        self.note_activity(ctx);
+    }
+
+    fn published(&mut self, number: u64, taken: bool) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if let Some(at) = cluster.in_flight.iter().position(|(n, _)| *n == number) {
+            let (_, waiters) = cluster.in_flight.remove(at);
+            if taken {
+                for done in waiters {
+                    let _ = done.send(());
+                }
+            }
+        }
+        if number == cluster.sent {
+            cluster.last_taken = taken;
+        }
+    }
+
+    /// Acknowledges the last batch once Redis took it; dropping `done`
+    /// makes the session answer `Cluster unavailable`.
+    pub(super) fn when_published(&mut self, done: Committed) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        match cluster.in_flight.last_mut() {
+            Some((number, waiters)) if *number == cluster.sent => waiters.push(done),
+            _ if cluster.last_taken => {
+                let _ = done.send(());
+            }
+            _ => {}
+        }
+    }
+
+    /// A `subscribe` (see the module documentation for the order of steps).
+    pub(super) fn subscribe_remotely(
+        &mut self,
+        msg: Subscribe,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<()> {
+        self.flush();
+        let Some(cluster) = &self.cluster else {
+            return Box::pin(std::future::ready(()));
+        };
+        let connection = msg.outbox.id();
+        let existing = self.subscribers.position(|s| s.outbox.id() == connection);
+        let covered = existing
+            .and_then(|i| self.subscribers.get_mut(i))
+            .map(|s| s.covered_from);
+        let count = self.subscribers.len() + usize::from(existing.is_none());
+        let from = u64::try_from(msg.last_seen.saturating_add(1)).unwrap_or(0);
+        let replay =
+            (msg.replay && covered.is_none_or(|below| from < below)).then_some((from, covered));
+        let listen = (!cluster.listening).then(|| {
+            cluster
+                .cluster
+                .listen(cluster.keys.clone(), ctx.address().recipient())
+        });
+        let join = cluster.cluster.join(cluster.keys.clone(), count, replay);
+        let joined = async move {
+            if let Some(listen) = listen {
+                listen.await?;
+            }
+            join.await
+        };
+        let (finished, done) = tokio::sync::oneshot::channel::<()>();
+        ctx.wait(joined.into_actor(self).map(move |joined, topic, ctx| {
+            match joined {
+                Ok(joined) => topic.joined(msg, replay.map(|(from, _)| from), joined, ctx),
+                Err(_) => msg.outbox.reply(ProtocolError::ClusterUnavailable.reply()),
+            }
+            let _ = finished.send(());
+        }));
+        Box::pin(async move {
+            let _ = done.await;
+        })
+    }
+
+    /// The subscription took effect: reply, replay, then live messages.
+    fn joined(
+        &mut self,
+        msg: Subscribe,
+        replayed_from: Option<u64>,
+        joined: Joined,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.listening = true;
+        cluster.fresh_until = cluster.fresh_until.max(joined.next_index);
+        let keys = cluster.keys.clone();
+        let remote = cluster.cluster.clone();
+        msg.outbox.reply(Bytes::from_static(OK));
+        let mut gone = false;
+        let mut replayed = 0;
+        for entry in joined.replay {
+            gone = gone || msg.outbox.push(Outgoing::Line(entry.line.clone())).is_err();
+            if !gone {
+                replayed += 1;
+            } else if entry.one {
+                // Consumed for a subscriber that left: back to the others.
+                let reroute = remote.reroute(keys.clone(), entry.index, entry.line, true);
+                ctx.spawn(async move { drop(reroute.await) }.into_actor(self));
+            }
+        }
+        metrics::get().replayed(replayed);
+        let connection = msg.outbox.id();
+        match self.subscribers.position(|s| s.outbox.id() == connection) {
+            Some(i) => {
+                if let (Some(sub), Some(from)) = (self.subscribers.get_mut(i), replayed_from) {
+                    sub.covered_from = sub.covered_from.min(from);
+                }
+            }
+            None => self.subscribers.push(Subscriber {
+                outbox: msg.outbox,
+                covered_from: replayed_from
+                    .map_or(joined.next_index, |from| from.min(joined.next_index)),
+                live_from: joined.next_index,
+            }),
+        }
+    }
+
+    /// A `one` message no local subscriber could take: to another node, or
+    /// into the cache as waiting.
+    pub(super) fn reroute(
+        &mut self,
+        index: u64,
+        line: Bytes,
+        cache: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let reroute = cluster
+            .cluster
+            .reroute(cluster.keys.clone(), index, line, cache);
+        ctx.spawn(async move { drop(reroute.await) }.into_actor(self));
+    }
+
+    /// An `all` message heard on the channel, for every local subscriber.
+    fn arrived_all(&mut self, index: u64, line: &Bytes) {
+        let fresh_until = self.cluster.as_ref().map_or(0, |c| c.fresh_until);
+        if index < fresh_until {
+            // Someone just replayed it: only the others take it live.
+            self.flush();
+            self.subscribers.retain(|sub| {
+                sub.live_from > index || sub.outbox.push(Outgoing::Line(line.clone())).is_ok()
+            });
+            return;
+        }
+        if self.subscribers.is_empty() {
+            return;
+        }
+        self.batch.lines.extend_from_slice(line);
+        self.batch.ends.push((index, self.batch.lines.len(), false));
+        if self.batch.lines.len() >= MAX_BATCH_BYTES {
+            self.flush();
+        }
+    }
+}
+
+impl Handler<Arrived> for TopicActor {
+    type Result = ();
+
+    fn handle(&mut self, Arrived(records): Arrived, ctx: &mut Self::Context) {
+        for record in records {
+            match record.target {
+                None => self.arrived_all(record.index, &record.line),
+                Some(_) => {
+                    self.flush();
+                    self.send_one(record.index, record.line, record.cache, ctx);
+                }
+            }
+        }
+        self.schedule_settle(ctx);
+    }
+}

@@ -1,0 +1,187 @@
+//! `--cluster`: several brokers, real child processes, share their topics
+//! through a real Redis (standalone, and a Redis Cluster of three masters:
+//! every scenario runs on both). Across nodes the single-server rules hold:
+//! dense indexes in one order everywhere, replay then live with no gap and
+//! no duplicate, `one` messages round robin over every subscriber of every
+//! node and consumed once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::{Kind, Redis};
+use common::{index_of, send_line, Client, Server};
+use serde_json::{json, Value};
+
+/// `n` brokers sharing `redis`, each with `args` (cache size first).
+fn nodes(redis: &Redis, n: usize, args: &[&str]) -> Vec<Server> {
+    let urls = redis.urls();
+    (0..n)
+        .map(|_| {
+            let mut all = args.to_vec();
+            all.extend(["--cluster", &urls]);
+            Server::start_with(&all)
+        })
+        .collect()
+}
+
+/// Sends every line at once, then reads one acknowledgement per line.
+async fn flood(client: &mut Client, lines: &[String]) {
+    let mut batch = String::new();
+    for line in lines {
+        batch.push_str(line);
+        batch.push('\n');
+    }
+    client.send_raw(batch.as_bytes()).await;
+    for _ in lines {
+        client.expect_ok().await;
+    }
+}
+
+fn sends(topic: &str, prefix: &str, n: usize, delivery: &str) -> Vec<String> {
+    (0..n)
+        .map(|k| send_line(topic, &format!("{prefix}{k}"), delivery))
+        .collect()
+}
+
+/// The next `n` deliveries of a subscriber.
+async fn take(client: &mut Client, n: usize) -> Vec<Value> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(client.recv().await);
+    }
+    got
+}
+
+fn indexes(delivered: &[Value]) -> Vec<u64> {
+    delivered.iter().map(index_of).collect()
+}
+
+async fn subscribe(server: &Server, topic: &str, last_seen: Option<i64>) -> Client {
+    let mut client = server.client().await;
+    let mut command = json!({"command": "subscribe", "topic": topic});
+    if let Some(last_seen) = last_seen {
+        command["last_seen"] = json!(last_seen);
+    }
+    client.send(&command.to_string()).await;
+    client.expect_ok().await;
+    client
+}
+
+/// Declares one test per Redis kind for an `async fn scenario(Kind)`.
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {
+        mod standalone {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::Kind::Standalone).await;
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::Kind::Cluster).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    every_node_delivers_every_message_in_one_dense_order,
+    a_node_replays_what_another_node_cached,
+    subscribing_while_another_node_publishes_misses_nothing_and_repeats_nothing,
+);
+
+async fn every_node_delivers_every_message_in_one_dense_order(kind: Kind) {
+    let redis = Redis::start(kind);
+    let servers = nodes(&redis, 2, &["10"]);
+    let mut on_a = subscribe(&servers[0], "news", None).await;
+    let mut on_b = subscribe(&servers[1], "news", None).await;
+    let mut also_b = subscribe(&servers[1], "news", None).await;
+    let (mut pub_a, mut pub_b) = (servers[0].client().await, servers[1].client().await);
+    let from_a = sends("news", "a", 150, "all");
+    let from_b = sends("news", "b", 150, "all");
+    tokio::join!(flood(&mut pub_a, &from_a), flood(&mut pub_b, &from_b));
+    let a = take(&mut on_a, 300).await;
+    let b = take(&mut on_b, 300).await;
+    assert_eq!(indexes(&a), (0..300).collect::<Vec<_>>(), "dense, in order");
+    assert_eq!(a, b, "both nodes deliver the same message at each index");
+    assert_eq!(take(&mut also_b, 300).await, a);
+    for prefix in ["a", "b"] {
+        let mine: Vec<&str> = a
+            .iter()
+            .filter_map(|d| d["msg"].as_str())
+            .filter(|m| m.starts_with(prefix))
+            .collect();
+        let sent: Vec<String> = (0..150).map(|k| format!("{prefix}{k}")).collect();
+        assert_eq!(mine, sent, "each publisher's messages once, in its order");
+    }
+    on_a.expect_nothing().await;
+    on_b.expect_nothing().await;
+}
+
+async fn a_node_replays_what_another_node_cached(kind: Kind) {
+    let redis = Redis::start(kind);
+    let servers = nodes(&redis, 2, &["5"]);
+    let mut publisher = servers[0].client().await;
+    flood(&mut publisher, &sends("log", "m", 8, "all")).await;
+    publisher
+        .send(&json!({"command": "send", "topic": "log", "msg": "skip", "delivery": "all", "cache": false}).to_string())
+        .await;
+    publisher.expect_ok().await;
+    let mut all = subscribe(&servers[1], "log", None).await;
+    let replay = take(&mut all, 5).await;
+    assert_eq!(
+        indexes(&replay),
+        vec![3, 4, 5, 6, 7],
+        "the last 5, oldest first"
+    );
+    assert_eq!(
+        replay[0],
+        json!({"command": "send", "topic": "log", "msg": "m3", "delivery": "all", "index": 3})
+    );
+    all.expect_nothing().await;
+    let mut after = subscribe(&servers[1], "log", Some(5)).await;
+    assert_eq!(indexes(&take(&mut after, 2).await), vec![6, 7]);
+    after.expect_nothing().await;
+    // And live from there on, numbered after the uncached one.
+    publisher.publish("log", "live", "all").await;
+    assert_eq!(index_of(&all.recv().await), 9);
+    assert_eq!(index_of(&after.recv().await), 9);
+}
+
+async fn subscribing_while_another_node_publishes_misses_nothing_and_repeats_nothing(kind: Kind) {
+    const TOTAL: usize = 3000;
+    let redis = Redis::start(kind);
+    let servers = nodes(&redis, 2, &["100000"]);
+    let mut publisher = servers[0].client().await;
+    let lines = sends("race", "r", TOTAL, "all");
+    let flooding = tokio::spawn(async move {
+        for chunk in lines.chunks(100) {
+            flood(&mut publisher, chunk).await;
+        }
+    });
+    let mut subscribers = Vec::new();
+    for k in 0..6 {
+        tokio::time::sleep(Duration::from_millis(15 * k)).await;
+        let last_seen = if k % 2 == 0 { None } else { Some(k as i64 * 7) };
+        let server = &servers[(k as usize) % 2];
+        subscribers.push((subscribe(server, "race", last_seen).await, last_seen));
+    }
+    flooding.await.expect("the publisher");
+    for (mut sub, last_seen) in subscribers {
+        let first = last_seen.map_or(0, |seen| seen as u64 + 1);
+        let want: Vec<u64> = (first..TOTAL as u64).collect();
+        let got = take(&mut sub, want.len()).await;
+        assert_eq!(
+            indexes(&got),
+            want,
+            "replay then live, no gap, no duplicate"
+        );
+        sub.expect_nothing().await;
+    }
+}

@@ -1,0 +1,175 @@
+//! Real Redis servers for the `--cluster` tests: one standalone Redis, or a
+//! Redis Cluster of three masters, on free loopback ports, each in a
+//! directory of its own, killed when dropped. A missing `redis-server` or
+//! `redis-cli` fails the test: no test skips silently.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use super::TempDir;
+
+/// Which Redis the brokers share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Standalone,
+    /// Three masters, no replicas; the brokers get all three as seeds.
+    Cluster,
+}
+
+/// Running Redis processes, killed (and their directory removed) on drop.
+pub struct Redis {
+    servers: Vec<(Child, u16)>,
+    _dir: TempDir,
+}
+
+/// How long Redis (or a cluster) may take to come up.
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+impl Redis {
+    pub fn start(kind: Kind) -> Redis {
+        let dir = TempDir::new("redis");
+        let count = match kind {
+            Kind::Standalone => 1,
+            Kind::Cluster => 3,
+        };
+        let servers = (0..count).map(|_| spawn(&dir, kind)).collect();
+        let redis = Redis { servers, _dir: dir };
+        if kind == Kind::Cluster {
+            redis.create_cluster();
+        }
+        redis
+    }
+
+    /// The `--cluster` argument: every server's URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(|(_, port)| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to every Redis process.
+    pub fn signal(&self, signal: &str) {
+        for (child, _) in &self.servers {
+            let sent = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(sent.success(), "kill -{signal} redis-server failed");
+        }
+    }
+
+    fn create_cluster(&self) {
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for (_, port) in &self.servers {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let created = create
+            .arg("--cluster-yes")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run redis-cli (apt-get install redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + START_LIMIT;
+        for (_, port) in &self.servers {
+            while !cli(*port, &["cluster", "info"]).contains("cluster_state:ok") {
+                assert!(
+                    Instant::now() < deadline,
+                    "the Redis cluster never got ready"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.servers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `redis-cli -p PORT ARGS...`'s output, or an empty string if it failed.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A Redis server on a port nobody else had, answering PING.
+fn spawn(dir: &TempDir, kind: Kind) -> (Child, u16) {
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        let port = free_port();
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            dir.arg(),
+            "--loglevel",
+            "warning",
+        ]);
+        if kind == Kind::Cluster {
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                "2000",
+            ]);
+        }
+        let mut child = command
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        loop {
+            if cli(port, &["ping"]).trim() == "PONG" {
+                return (child, port);
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break; // the port was taken after all: try another
+            }
+            assert!(Instant::now() < deadline, "redis-server never answered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A port whose number and cluster bus port (+10000) are both free now,
+/// from a range the kernel does not hand out for outgoing connections.
+fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 5_000) as u16,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (port - 20_000) % 10_000;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
