@@ -7,10 +7,11 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::redis::{Kind, Redis};
-use common::{index_of, send_line, Client, Server};
+use common::{index_of, send_line, Client, Merged, Server};
 use serde_json::{json, Value};
 
 /// `n` brokers sharing `redis`, each with `args` (cache size first).
@@ -94,6 +95,9 @@ on_both!(
     every_node_delivers_every_message_in_one_dense_order,
     a_node_replays_what_another_node_cached,
     subscribing_while_another_node_publishes_misses_nothing_and_repeats_nothing,
+    one_goes_round_robin_over_every_subscriber_of_every_node,
+    one_waits_in_the_cache_until_a_subscriber_on_any_node,
+    a_replayed_one_is_consumed_once_when_two_nodes_replay_at_once,
 );
 
 async fn every_node_delivers_every_message_in_one_dense_order(kind: Kind) {
@@ -184,4 +188,90 @@ async fn subscribing_while_another_node_publishes_misses_nothing_and_repeats_not
         );
         sub.expect_nothing().await;
     }
+}
+
+async fn one_goes_round_robin_over_every_subscriber_of_every_node(kind: Kind) {
+    const SENT: usize = 900;
+    let redis = Redis::start(kind);
+    let servers = nodes(&redis, 3, &["10"]);
+    let mut clients = Vec::new();
+    for server in &servers {
+        for _ in 0..3 {
+            clients.push(subscribe(server, "jobs", None).await);
+        }
+    }
+    let mut merged = Merged::new(clients);
+    let mut publisher = servers[0].client().await;
+    flood(&mut publisher, &sends("jobs", "j", SENT, "one")).await;
+    let mut shares = [0usize; 9];
+    let mut seen = BTreeSet::new();
+    for _ in 0..SENT {
+        let (who, delivered) = merged.next().await;
+        assert_eq!(delivered["delivery"], "one");
+        assert!(
+            seen.insert(index_of(&delivered)),
+            "delivered twice: {delivered}"
+        );
+        shares[who] += 1;
+    }
+    merged.expect_nothing().await;
+    assert_eq!(seen, (0..SENT as u64).collect(), "every message, once");
+    let fair = SENT / 9;
+    for share in shares {
+        assert!(
+            share.abs_diff(fair) <= fair / 10,
+            "shares {shares:?} are not within 10% of {fair}"
+        );
+    }
+}
+
+async fn one_waits_in_the_cache_until_a_subscriber_on_any_node(kind: Kind) {
+    let redis = Redis::start(kind);
+    let servers = nodes(&redis, 3, &["10"]);
+    let mut publisher = servers[0].client().await;
+    flood(&mut publisher, &sends("jobs", "w", 3, "one")).await;
+    publisher
+        .send(&json!({"command": "send", "topic": "jobs", "msg": "lost", "delivery": "one", "cache": false}).to_string())
+        .await;
+    publisher.expect_ok().await;
+    let mut first = subscribe(&servers[1], "jobs", None).await;
+    let replay = take(&mut first, 3).await;
+    assert_eq!(indexes(&replay), vec![0, 1, 2]);
+    assert_eq!(replay[2]["msg"], "w2");
+    first.expect_nothing().await;
+    let mut second = subscribe(&servers[2], "jobs", None).await;
+    second.expect_nothing().await;
+    // Live ones now go to the two subscribers in turn.
+    publisher.publish("jobs", "live 1", "one").await;
+    publisher.publish("jobs", "live 2", "one").await;
+    let mut merged = Merged::new(vec![first, second]);
+    let (a, b) = (merged.next().await, merged.next().await);
+    assert_ne!(a.0, b.0, "one each");
+    assert_eq!(
+        BTreeSet::from([index_of(&a.1), index_of(&b.1)]),
+        BTreeSet::from([4, 5])
+    );
+}
+
+async fn a_replayed_one_is_consumed_once_when_two_nodes_replay_at_once(kind: Kind) {
+    const SENT: usize = 60;
+    let redis = Redis::start(kind);
+    let servers = nodes(&redis, 2, &["100"]);
+    let mut publisher = servers[0].client().await;
+    flood(&mut publisher, &sends("jobs", "c", SENT, "one")).await;
+    let (mut a, mut b) = (servers[0].client().await, servers[1].client().await);
+    let line = json!({"command": "subscribe", "topic": "jobs"}).to_string();
+    tokio::join!(a.send(&line), b.send(&line));
+    let mut merged = Merged::new(vec![a, b]);
+    let mut seen = BTreeSet::new();
+    let mut oks = 0;
+    for (_, line) in merged.until_quiet().await {
+        if line == json!({"success": true}) {
+            oks += 1;
+            continue;
+        }
+        assert!(seen.insert(index_of(&line)), "replayed twice: {line}");
+    }
+    assert_eq!(oks, 2);
+    assert_eq!(seen, (0..SENT as u64).collect(), "every waiting one, once");
 }
