@@ -1025,9 +1025,9 @@ impl Handler<CaughtUp> for TopicActor {
 }
 
 impl Handler<Flush> for TopicActor {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
         self.flush();
         // Resume exactly here after the stop, with no gap.
         self.store.close(self.next_index);
@@ -1037,6 +1037,10 @@ impl Handler<Flush> for TopicActor {
         self.pace.held.clear();
         if let Some(check) = self.pace.stall_check.take() {
             ctx.cancel_future(check);
+        }
+        match self.leave() {
+            Some(left) => Box::pin(left),
+            None => Box::pin(std::future::ready(())),
         }
     }
 }

@@ -101,6 +101,7 @@ on_both!(
     a_node_killed_mid_flood_loses_nothing_it_acknowledged_elsewhere,
     while_redis_is_stopped_sends_are_refused_then_everything_recovers,
     a_dead_node_gets_no_one_messages_within_ten_seconds,
+    a_node_whose_connection_breaks_catches_up_from_the_cache,
 );
 
 async fn every_node_delivers_every_message_in_one_dense_order(kind: Kind) {
@@ -392,6 +393,42 @@ async fn a_dead_node_gets_no_one_messages_within_ten_seconds(kind: Kind) {
             Err(_) => in_a_row = 0,
         }
     }
+}
+
+async fn a_node_whose_connection_breaks_catches_up_from_the_cache(kind: Kind) {
+    const SENT: usize = 1500;
+    let redis = Redis::start(kind);
+    let servers = nodes(&redis, 2, &["100000"]);
+    let mut subscriber = subscribe(&servers[1], "blips", None).await;
+    let mut publisher = servers[0].client().await;
+    let publishing = tokio::spawn(async move {
+        let mut acked = 0;
+        for chunk in sends("blips", "b", SENT, "all").chunks(10) {
+            let batch: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+            publisher.send_raw(batch.as_bytes()).await;
+            for _ in chunk {
+                let reply = publisher.recv().await;
+                if reply == json!({"success": true}) {
+                    acked += 1;
+                } else {
+                    assert_eq!(reply["reason"], "Cluster unavailable");
+                }
+            }
+        }
+        acked
+    });
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        redis.kill_subscribers();
+    }
+    let acked = publishing.await.expect("the publisher");
+    let mut next = 0;
+    while let Ok(delivered) = tokio::time::timeout(Duration::from_secs(3), subscriber.recv()).await
+    {
+        assert_eq!(index_of(&delivered), next, "in order, no gap, no duplicate");
+        next += 1;
+    }
+    assert!(next >= acked, "{acked} acknowledged, only {next} delivered");
 }
 
 #[test]

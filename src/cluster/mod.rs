@@ -46,11 +46,17 @@ pub use records::{Entry, Record};
 pub use scripts::Keys;
 use scripts::Scripts;
 
-/// Messages of a topic heard on its channel, in index order: every `all`
-/// message, and the `one` messages this node is to deliver.
+/// What a topic hears from its channel.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Arrived(pub Vec<Record>);
+pub enum Heard {
+    /// Messages, in index order: every `all` message, and the `one`
+    /// messages this node is to deliver.
+    Records(Vec<Record>),
+    /// The connection to Redis broke: messages published until it is back
+    /// were not heard, and the topic must catch up from its cache.
+    Interrupted,
+}
 
 /// What a subscribe learns from Redis.
 #[derive(Debug)]
@@ -138,7 +144,7 @@ impl ConnectionLike for Conn {
 /// Channel → the topic that listens on it, for the push messages.
 struct Routes {
     node: u64,
-    topics: Mutex<HashMap<Vec<u8>, Recipient<Arrived>>>,
+    topics: Mutex<HashMap<Vec<u8>, Recipient<Heard>>>,
 }
 
 impl Routes {
@@ -150,6 +156,9 @@ impl Routes {
             PushKind::Message | PushKind::SMessage => {}
             PushKind::Disconnection => {
                 tracing::warn!("lost the connection to Redis; reconnecting");
+                for topic in self.lock().values() {
+                    topic.do_send(Heard::Interrupted);
+                }
                 return;
             }
             _ => return,
@@ -166,7 +175,7 @@ impl Routes {
             Ok(mut records) => {
                 records.retain(|r| r.target.is_none_or(|node| node == self.node));
                 if !records.is_empty() {
-                    topic.do_send(Arrived(records));
+                    topic.do_send(Heard::Records(records));
                 }
             }
             Err(error) => tracing::error!(
@@ -177,7 +186,7 @@ impl Routes {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Recipient<Arrived>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Recipient<Heard>>> {
         self.topics
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -378,11 +387,11 @@ impl Cluster {
     }
 
     /// Listens on the topic's channel: from when this resolves, every
-    /// message published to the topic reaches `topic` as [`Arrived`].
+    /// message published to the topic reaches `topic` as [`Heard`].
     pub fn listen(
         &self,
         keys: Arc<Keys>,
-        topic: Recipient<Arrived>,
+        topic: Recipient<Heard>,
     ) -> impl Future<Output = RedisResult<()>> + 'static {
         let inner = self.0.clone();
         async move {
@@ -441,6 +450,41 @@ impl Cluster {
                 .map(|entry| records::parse_entry(Bytes::from(entry)).map_err(malformed))
                 .collect::<RedisResult<Vec<Entry>>>()?;
             Ok(Joined { next_index, replay })
+        }
+    }
+
+    /// The topic's next index and its cached messages from index `from`
+    /// on, without consuming any: what a topic missed while its channel was
+    /// interrupted. One round trip.
+    pub fn cached_from(
+        &self,
+        keys: Arc<Keys>,
+        from: u64,
+    ) -> impl Future<Output = RedisResult<Joined>> + 'static {
+        let inner = self.0.clone();
+        async move {
+            let mut conn = inner.conn.clone();
+            let (next_index, entries): (Option<u64>, Vec<Vec<u8>>) = inner
+                .checked(async {
+                    redis::pipe()
+                        .cmd("GET")
+                        .arg(&keys.next)
+                        .cmd("ZRANGEBYSCORE")
+                        .arg(&keys.cache)
+                        .arg(from)
+                        .arg("+inf")
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await?;
+            let replay = entries
+                .into_iter()
+                .map(|entry| records::parse_entry(Bytes::from(entry)).map_err(malformed))
+                .collect::<RedisResult<Vec<Entry>>>()?;
+            Ok(Joined {
+                next_index: next_index.unwrap_or(0),
+                replay,
+            })
         }
     }
 

@@ -14,6 +14,9 @@
 //!   (`live_from`): no gap, no duplicate.
 //! - A `one` message addressed to this node goes to the next local
 //!   subscriber; if none can take it, back to Redis (`reroute`).
+//! - When the connection to Redis breaks, the topic listens again and then
+//!   catches up from the cache on what it missed meanwhile (`catch_up`);
+//!   what it hears twice it delivers once (`last_live`).
 
 use std::sync::Arc;
 
@@ -21,8 +24,8 @@ use actix::{ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, Wrap
 use bytes::Bytes;
 
 use super::{Subscribe, Subscriber, TopicActor};
-use crate::cluster::{Arrived, Cluster, Joined, Keys, Outgoing as Sent};
-use crate::config::{CLUSTER_HEARTBEAT, MAX_BATCH_BYTES};
+use crate::cluster::{Cluster, Heard, Joined, Keys, Outgoing as Sent};
+use crate::config::{CLUSTER_HEARTBEAT, CLUSTER_MAX_BACKOFF, MAX_BATCH_BYTES};
 use crate::metrics;
 use crate::outbox::Outgoing;
 use crate::protocol::{Delivery, ProtocolError, OK};
@@ -47,6 +50,11 @@ pub(super) struct ClusterTopic {
     /// Live `all` messages below this index reach only the subscribers
     /// whose `live_from` is not above it: one of them just replayed them.
     fresh_until: u64,
+    /// The last `all` message heard (or caught up on): channel messages
+    /// come in index order, so anything at or below it is heard twice.
+    last_live: Option<u64>,
+    /// A catch-up is under way.
+    catching_up: bool,
 }
 
 impl ClusterTopic {
@@ -59,6 +67,8 @@ impl ClusterTopic {
             in_flight: Vec::new(),
             last_taken: true,
             fresh_until: 0,
+            last_live: None,
+            catching_up: false,
         }
     }
 }
@@ -75,10 +85,14 @@ impl TopicActor {
     }
 
     /// Tells Redis how many subscribers this node has for the topic now.
+    /// Not once shutdown has begun: the node has left the census then.
     pub(super) fn tell_census(&mut self, ctx: &mut Context<Self>) {
         let Some(cluster) = &self.cluster else {
             return;
         };
+        if self.pace.draining {
+            return;
+        }
         let refresh = cluster
             .cluster
             .refresh(cluster.keys.clone(), self.subscribers.len());
@@ -253,9 +267,91 @@ impl TopicActor {
         ctx.spawn(async move { drop(reroute.await) }.into_actor(self));
     }
 
+    /// Leaves the census at a graceful stop, so that no more `one` messages
+    /// are sent this way; resolves once Redis took it (or gave up).
+    pub(super) fn leave(&mut self) -> Option<impl std::future::Future<Output = ()> + 'static> {
+        let cluster = self.cluster.as_ref()?;
+        let refresh = cluster.cluster.refresh(cluster.keys.clone(), 0);
+        Some(async move { drop(refresh.await) })
+    }
+
+    /// After an interruption: listens again, then delivers what the cache
+    /// holds beyond the last message heard; retried until Redis is back.
+    /// Meanwhile the topic handles nothing else, so what it hears live
+    /// queues behind the catch-up, and is delivered once (`last_live`).
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if !cluster.listening || cluster.catching_up {
+            return;
+        }
+        cluster.catching_up = true;
+        let from = cluster.last_live.map_or(0, |last| last + 1);
+        let listen = cluster
+            .cluster
+            .listen(cluster.keys.clone(), ctx.address().recipient());
+        let cached = cluster.cluster.cached_from(cluster.keys.clone(), from);
+        let caught_up = async move {
+            listen.await?;
+            cached.await
+        };
+        ctx.wait(caught_up.into_actor(self).map(|caught_up, topic, ctx| {
+            if let Some(cluster) = &mut topic.cluster {
+                cluster.catching_up = false;
+            }
+            match caught_up {
+                Ok(caught_up) => {
+                    topic.notice_lost_state(caught_up.next_index);
+                    for entry in caught_up.replay.iter().filter(|entry| !entry.one) {
+                        topic.arrived_all(entry.index, &entry.line);
+                    }
+                    topic.schedule_settle(ctx);
+                }
+                Err(_) => {
+                    ctx.run_later(CLUSTER_MAX_BACKOFF, |topic, ctx| topic.catch_up(ctx));
+                }
+            }
+        }));
+    }
+
+    /// A counter below what the topic already heard means Redis lost its
+    /// state (restarted without persistence): indexes start again, so the
+    /// topic forgets what it heard rather than drop every message as heard
+    /// twice.
+    fn notice_lost_state(&mut self, next_index: u64) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if cluster.last_live.is_none_or(|last| next_index > last) {
+            return;
+        }
+        tracing::error!(
+            topic = %self.name,
+            next_index,
+            "Redis lost this topic's state (restarted without persistence?): \
+             its indexes start again"
+        );
+        cluster.last_live = None;
+        cluster.fresh_until = 0;
+        for i in 0..self.subscribers.len() {
+            if let Some(sub) = self.subscribers.get_mut(i) {
+                sub.live_from = 0;
+                sub.covered_from = 0;
+            }
+        }
+    }
+
     /// An `all` message heard on the channel, for every local subscriber.
     fn arrived_all(&mut self, index: u64, line: &Bytes) {
-        let fresh_until = self.cluster.as_ref().map_or(0, |c| c.fresh_until);
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if cluster.last_live.is_some_and(|last| index <= last) {
+            return;
+        }
+        cluster.last_live = Some(index);
+        let fresh_until = cluster.fresh_until;
         if index < fresh_until {
             // Someone just replayed it: only the others take it live.
             self.flush();
@@ -275,10 +371,14 @@ impl TopicActor {
     }
 }
 
-impl Handler<Arrived> for TopicActor {
+impl Handler<Heard> for TopicActor {
     type Result = ();
 
-    fn handle(&mut self, Arrived(records): Arrived, ctx: &mut Self::Context) {
+    fn handle(&mut self, heard: Heard, ctx: &mut Self::Context) {
+        let records = match heard {
+            Heard::Records(records) => records,
+            Heard::Interrupted => return self.catch_up(ctx),
+        };
         for record in records {
             match record.target {
                 None => self.arrived_all(record.index, &record.line),

@@ -61,6 +61,26 @@ impl Redis {
         }
     }
 
+    /// Closes every connection that subscribes to a channel, on every Redis
+    /// server: the brokers that listen lose their channel for a moment,
+    /// while those that only publish keep theirs.
+    pub fn kill_subscribers(&self) {
+        for (_, port) in &self.servers {
+            for client in cli(*port, &["client", "list"]).lines() {
+                let field = |name: &str| {
+                    client
+                        .split(' ')
+                        .find_map(|f| f.strip_prefix(name))
+                        .unwrap_or("0")
+                        .to_owned()
+                };
+                if field("sub=") != "0" || field("ssub=") != "0" {
+                    cli(*port, &["client", "kill", "id", &field("id=")]);
+                }
+            }
+        }
+    }
+
     fn create_cluster(&self) {
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
