@@ -27,6 +27,10 @@
 //! order after everything already sent to it ([`Retire`]), is still idle.
 //! The registry then keeps its counter, and the next command that names the
 //! topic starts a new actor from there: an index is never handed out twice.
+//!
+//! With `--cluster` the counter and cache live in Redis instead, shared by
+//! every broker, and the actor keeps its own node's subscribers; the steps
+//! that differ are in `topic/cluster.rs`.
 
 mod cluster;
 
