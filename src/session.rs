@@ -513,18 +513,25 @@ impl SessionActor {
             replay,
         };
         let sent = topic.addr().send(subscribe);
-        if self
+        let new = self
             .subscriptions
-            .insert(name, topic.addr().clone())
-            .is_none()
-        {
+            .insert(name.clone(), topic.addr().clone())
+            .is_none();
+        if new {
             metrics::get().subscriptions(1);
         }
-        ctx.wait(sent.into_actor(self).map(|sent, session, _| {
-            if sent.is_err() {
-                session.outbox.reply(ProtocolError::Internal.reply());
-            }
-        }));
+        ctx.wait(
+            sent.into_actor(self)
+                .map(move |sent, session, _| match sent {
+                    Err(_) => session.outbox.reply(ProtocolError::Internal.reply()),
+                    // `--cluster` without Redis: the topic refused it (and said so).
+                    Ok(false) if new => {
+                        session.subscriptions.remove(&name);
+                        metrics::get().subscriptions(-1);
+                    }
+                    Ok(_) => {}
+                }),
+        );
     }
 
     /// Checks a password off this thread, reading nothing meanwhile, so the

@@ -248,9 +248,11 @@ pub struct WhenCommitted(pub Committed);
 /// `{"success": true}` reply and then the replay on the subscriber's outbox,
 /// so no live message can overtake either; the session waits for this
 /// message to be handled (with `--data-dir`, until a replayed `one` message
-/// is durably consumed and sent) before it answers anything else.
+/// is durably consumed and sent) before it answers anything else. Answers
+/// whether the subscription took effect: with `--cluster` it does not when
+/// Redis cannot be reached (the topic has replied `Cluster unavailable`).
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Subscribe {
     pub outbox: Outbox,
     pub last_seen: i64,
@@ -901,7 +903,7 @@ impl Handler<WhenCommitted> for TopicActor {
 }
 
 impl Handler<Subscribe> for TopicActor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<bool>;
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
         if self.cluster.is_some() {
@@ -934,7 +936,7 @@ impl Handler<Subscribe> for TopicActor {
                 live_from: 0,
             }),
         }
-        Box::pin(std::future::ready(()))
+        Box::pin(std::future::ready(true))
     }
 }
 
@@ -950,7 +952,7 @@ impl TopicActor {
         from: u64,
         below: u64,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<()> {
+    ) -> ResponseFuture<bool> {
         let taken = self.take_replay(from, below);
         let (consumed, removed) = tokio::sync::oneshot::channel();
         self.store.notify(consumed);
@@ -962,9 +964,7 @@ impl TopicActor {
             topic.schedule_commit(ctx);
             let _ = replayed.send(());
         }));
-        Box::pin(async move {
-            let _ = done.await;
-        })
+        Box::pin(async move { done.await.is_ok() })
     }
 }
 

@@ -342,6 +342,10 @@ async fn while_redis_is_stopped_sends_are_refused_then_everything_recovers(kind:
         started.elapsed() < Duration::from_secs(5),
         "refused promptly"
     );
+    let mut late = servers[1].client().await;
+    late.send(&json!({"command": "subscribe", "topic": "news"}).to_string())
+        .await;
+    late.expect_error("Cluster unavailable").await;
     redis.signal("CONT");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -365,6 +369,14 @@ async fn while_redis_is_stopped_sends_are_refused_then_everything_recovers(kind:
             break;
         }
     }
+    // The refused subscribe did not take effect; a new one does.
+    late.expect_nothing().await;
+    late.send(&json!({"command": "subscribe", "topic": "news", "last_seen": last}).to_string())
+        .await;
+    late.expect_ok().await;
+    publisher.publish("news", "later", "all").await;
+    assert_eq!(late.recv().await["msg"], "later");
+    assert_eq!(subscriber.recv().await["msg"], "later");
 }
 
 async fn a_dead_node_gets_no_one_messages_within_ten_seconds(kind: Kind) {

@@ -395,7 +395,11 @@ impl Cluster {
     ) -> impl Future<Output = RedisResult<()>> + 'static {
         let inner = self.0.clone();
         async move {
-            inner.routes.lock().insert(keys.channel.clone(), topic);
+            let new = inner
+                .routes
+                .lock()
+                .insert(keys.channel.clone(), topic)
+                .is_none();
             let subscribed = inner
                 .checked(async {
                     match inner.conn.clone() {
@@ -404,7 +408,7 @@ impl Cluster {
                     }
                 })
                 .await;
-            if subscribed.is_err() {
+            if subscribed.is_err() && new {
                 inner.routes.lock().remove(&keys.channel);
             }
             subscribed

@@ -165,10 +165,10 @@ impl TopicActor {
         &mut self,
         msg: Subscribe,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<()> {
+    ) -> ResponseFuture<bool> {
         self.flush();
         let Some(cluster) = &self.cluster else {
-            return Box::pin(std::future::ready(()));
+            return Box::pin(std::future::ready(false));
         };
         let connection = msg.outbox.id();
         let existing = self.subscribers.position(|s| s.outbox.id() == connection);
@@ -191,17 +191,21 @@ impl TopicActor {
             }
             join.await
         };
-        let (finished, done) = tokio::sync::oneshot::channel::<()>();
+        let (finished, done) = tokio::sync::oneshot::channel::<bool>();
         ctx.wait(joined.into_actor(self).map(move |joined, topic, ctx| {
-            match joined {
-                Ok(joined) => topic.joined(msg, replay.map(|(from, _)| from), joined, ctx),
-                Err(_) => msg.outbox.reply(ProtocolError::ClusterUnavailable.reply()),
-            }
-            let _ = finished.send(());
+            let took = match joined {
+                Ok(joined) => {
+                    topic.joined(msg, replay.map(|(from, _)| from), joined, ctx);
+                    true
+                }
+                Err(_) => {
+                    msg.outbox.reply(ProtocolError::ClusterUnavailable.reply());
+                    false
+                }
+            };
+            let _ = finished.send(took);
         }));
-        Box::pin(async move {
-            let _ = done.await;
-        })
+        Box::pin(async move { done.await.unwrap_or(false) })
     }
 
     /// The subscription took effect: reply, replay, then live messages.
