@@ -163,15 +163,17 @@ impl Routes {
             }
             _ => return,
         }
+        let mut data = push.data.into_iter();
         let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
-            (push.data.first(), push.data.get(1))
+            (data.next(), data.next())
         else {
             return;
         };
-        let Some(topic) = self.lock().get(channel).cloned() else {
+        let Some(topic) = self.lock().get(&channel).cloned() else {
             return;
         };
-        match records::parse_records(&Bytes::copy_from_slice(payload)) {
+        // The records' lines are slices of this one buffer, as read.
+        match records::parse_records(&Bytes::from(payload)) {
             Ok(mut records) => {
                 records.retain(|r| r.target.is_none_or(|node| node == self.node));
                 if !records.is_empty() {
@@ -179,7 +181,7 @@ impl Routes {
                 }
             }
             Err(error) => tracing::error!(
-                channel = %String::from_utf8_lossy(channel),
+                channel = %String::from_utf8_lossy(&channel),
                 error,
                 "a malformed message on a topic channel was dropped"
             ),
