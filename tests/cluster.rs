@@ -102,6 +102,7 @@ on_both!(
     while_redis_is_stopped_sends_are_refused_then_everything_recovers,
     a_dead_node_gets_no_one_messages_within_ten_seconds,
     a_node_whose_connection_breaks_catches_up_from_the_cache,
+    a_node_stopped_gracefully_leaves_the_one_rotation_at_once,
 );
 
 async fn every_node_delivers_every_message_in_one_dense_order(kind: Kind) {
@@ -441,6 +442,19 @@ async fn a_node_whose_connection_breaks_catches_up_from_the_cache(kind: Kind) {
         next += 1;
     }
     assert!(next >= acked, "{acked} acknowledged, only {next} delivered");
+}
+
+async fn a_node_stopped_gracefully_leaves_the_one_rotation_at_once(kind: Kind) {
+    let redis = Redis::start(kind);
+    let mut servers = nodes(&redis, 2, &["10"]);
+    let mut staying = subscribe(&servers[0], "jobs", None).await;
+    let _leaving = subscribe(&servers[1], "jobs", None).await;
+    let mut publisher = servers[0].client().await;
+    servers.remove(1).stop().await;
+    // No wait for an expiry: every one goes to the node that stayed.
+    flood(&mut publisher, &sends("jobs", "j", 20, "one")).await;
+    let got = take(&mut staying, 20).await;
+    assert_eq!(indexes(&got), (0..20).collect::<Vec<_>>());
 }
 
 #[test]
