@@ -159,6 +159,10 @@ pub const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// `--cluster`: how long a request to Redis may take before it counts as an
 /// outage (a stopped or partitioned Redis never answers).
 pub const CLUSTER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// `--cluster`: the longest a request to Redis may take in all, retries and
+/// reconnections included, before the send (or subscribe) waiting for it is
+/// answered `Cluster unavailable`.
+pub const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// `--cluster`: the first wait before trying Redis again after an outage;
 /// it doubles per failed try, up to [`CLUSTER_MAX_BACKOFF`].
 pub const CLUSTER_MIN_BACKOFF: Duration = Duration::from_millis(100);

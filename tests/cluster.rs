@@ -103,6 +103,7 @@ on_both!(
     a_dead_node_gets_no_one_messages_within_ten_seconds,
     a_node_whose_connection_breaks_catches_up_from_the_cache,
     a_node_stopped_gracefully_leaves_the_one_rotation_at_once,
+    after_a_redis_restart_the_nodes_reconnect_and_carry_on,
 );
 
 async fn every_node_delivers_every_message_in_one_dense_order(kind: Kind) {
@@ -455,6 +456,40 @@ async fn a_node_stopped_gracefully_leaves_the_one_rotation_at_once(kind: Kind) {
     flood(&mut publisher, &sends("jobs", "j", 20, "one")).await;
     let got = take(&mut staying, 20).await;
     assert_eq!(indexes(&got), (0..20).collect::<Vec<_>>());
+}
+
+async fn after_a_redis_restart_the_nodes_reconnect_and_carry_on(kind: Kind) {
+    let mut redis = Redis::start(kind);
+    let servers = nodes(&redis, 2, &["10"]);
+    let mut subscriber = subscribe(&servers[1], "news", None).await;
+    let mut publisher = servers[0].client().await;
+    flood(&mut publisher, &sends("news", "before", 3, "all")).await;
+    assert_eq!(indexes(&take(&mut subscriber, 3).await), vec![0, 1, 2]);
+    redis.shut_down();
+    publisher.send(&send_line("news", "down", "all")).await;
+    publisher.expect_error("Cluster unavailable").await;
+    redis.start_again();
+    // Sends are refused until a retry reaches Redis, then taken: the
+    // scripts are loaded again, the counter resumed from Redis' file.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        publisher.send(&send_line("news", "after", "all")).await;
+        if publisher.recv().await == json!({"success": true}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The subscriber on the other node is listening again.
+    let delivered = subscriber.recv().await;
+    assert_eq!(delivered["msg"], "after");
+    assert_eq!(
+        index_of(&delivered),
+        3,
+        "numbering goes on where it stopped"
+    );
+    let mut late = subscribe(&servers[0], "news", Some(1)).await;
+    assert_eq!(indexes(&take(&mut late, 2).await), vec![2, 3]);
 }
 
 #[test]

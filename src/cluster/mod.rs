@@ -40,7 +40,7 @@ use redis::{
 
 use crate::config::{
     CLUSTER_CONNECT_TIMEOUT, CLUSTER_MAX_BACKOFF, CLUSTER_MIN_BACKOFF, CLUSTER_NODE_TTL,
-    CLUSTER_RESPONSE_TIMEOUT,
+    CLUSTER_REQUEST_TIMEOUT, CLUSTER_RESPONSE_TIMEOUT,
 };
 pub use records::{Entry, Record};
 pub use scripts::Keys;
@@ -156,10 +156,7 @@ impl Routes {
             PushKind::Message | PushKind::SMessage => {}
             PushKind::Disconnection => {
                 tracing::warn!("lost the connection to Redis; reconnecting");
-                for topic in self.lock().values() {
-                    topic.do_send(Heard::Interrupted);
-                }
-                return;
+                return self.interrupt();
             }
             _ => return,
         }
@@ -185,6 +182,13 @@ impl Routes {
                 error,
                 "a malformed message on a topic channel was dropped"
             ),
+        }
+    }
+
+    /// Tells every listening topic that it may have missed messages.
+    fn interrupt(&self) {
+        for topic in self.lock().values() {
+            topic.do_send(Heard::Interrupted);
         }
     }
 
@@ -225,8 +229,9 @@ impl Health {
         }
     }
 
-    /// Logs the start (once) and the end of an outage, and backs retries off.
-    fn observe<T>(&self, result: &RedisResult<T>) {
+    /// Logs the start (once) and the end of an outage, and backs retries
+    /// off; says whether this result ended an outage.
+    fn observe<T>(&self, result: &RedisResult<T>) -> bool {
         let mut state = self.lock();
         match result {
             Ok(_) => {
@@ -235,6 +240,7 @@ impl Health {
                         after = ?outage.since.elapsed(),
                         "Redis is reachable again"
                     );
+                    return true;
                 }
             }
             Err(error) if is_outage(error) => {
@@ -260,6 +266,7 @@ impl Health {
             }
             Err(error) => tracing::error!(%error, "a Redis script failed"),
         }
+        false
     }
 }
 
@@ -270,6 +277,7 @@ fn is_outage(error: &RedisError) -> bool {
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_cluster_error()
+        || error.kind() == ErrorKind::ClusterConnectionNotFound
 }
 
 impl Cluster {
@@ -552,11 +560,24 @@ impl Inner {
     }
 
     /// Runs a request unless an outage says to fail at once, and notes
-    /// what it found.
+    /// what it found. However the client retries and recovers inside, the
+    /// request fails after [`CLUSTER_REQUEST_TIMEOUT`]: a send is never
+    /// left unanswered for longer.
     async fn checked<T>(&self, request: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
         self.health.gate()?;
-        let result = request.await;
-        self.health.observe(&result);
+        let result = tokio::time::timeout(CLUSTER_REQUEST_TIMEOUT, request)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from((
+                    ErrorKind::Io,
+                    "no answer from Redis in time",
+                )))
+            });
+        if self.health.observe(&result) {
+            // Whatever the connection saw, the topics catch up on what
+            // they may have missed during the outage.
+            self.routes.interrupt();
+        }
         result
     }
 }

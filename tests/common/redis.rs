@@ -20,7 +20,8 @@ pub enum Kind {
 /// Running Redis processes, killed (and their directory removed) on drop.
 pub struct Redis {
     servers: Vec<(Child, u16)>,
-    _dir: TempDir,
+    kind: Kind,
+    dir: TempDir,
 }
 
 /// How long Redis (or a cluster) may take to come up.
@@ -34,7 +35,7 @@ impl Redis {
             Kind::Cluster => 3,
         };
         let servers = (0..count).map(|_| spawn(&dir, kind)).collect();
-        let redis = Redis { servers, _dir: dir };
+        let redis = Redis { servers, kind, dir };
         if kind == Kind::Cluster {
             redis.create_cluster();
         }
@@ -81,6 +82,27 @@ impl Redis {
         }
     }
 
+    /// Shuts every server down as an operator would (`SHUTDOWN`: the
+    /// append-only file is complete) and waits until each has exited.
+    pub fn shut_down(&mut self) {
+        for (child, port) in &mut self.servers {
+            cli(*port, &["shutdown"]);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts every server again on its port, from its append-only file.
+    pub fn start_again(&mut self) {
+        let deadline = Instant::now() + START_LIMIT;
+        for (child, port) in &mut self.servers {
+            *child = spawn_on(&self.dir, self.kind, *port, deadline)
+                .unwrap_or_else(|| panic!("port {port} was taken meanwhile"));
+        }
+        if self.kind == Kind::Cluster {
+            self.wait_for_cluster(deadline);
+        }
+    }
+
     fn create_cluster(&self) {
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -94,7 +116,10 @@ impl Redis {
             .status()
             .expect("run redis-cli (apt-get install redis-tools)");
         assert!(created.success(), "redis-cli --cluster create failed");
-        let deadline = Instant::now() + START_LIMIT;
+        self.wait_for_cluster(Instant::now() + START_LIMIT);
+    }
+
+    fn wait_for_cluster(&self, deadline: Instant) {
         for (_, port) in &self.servers {
             while !cli(*port, &["cluster", "info"]).contains("cluster_state:ok") {
                 assert!(
@@ -132,45 +157,56 @@ fn spawn(dir: &TempDir, kind: Kind) -> (Child, u16) {
     let deadline = Instant::now() + START_LIMIT;
     loop {
         let port = free_port();
-        let mut command = Command::new("redis-server");
+        if let Some(child) = spawn_on(dir, kind, port, deadline) {
+            return (child, port);
+        }
+    }
+}
+
+/// A Redis server on `port`, answering PING; `None` if the port was taken.
+/// Its append-only file (in `dir`, one per port) keeps its data over a
+/// restart on the same port.
+fn spawn_on(dir: &TempDir, kind: Kind, port: u16, deadline: Instant) -> Option<Child> {
+    let mut command = Command::new("redis-server");
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appenddirname",
+        &format!("aof-{port}"),
+        "--dir",
+        dir.arg(),
+        "--loglevel",
+        "warning",
+    ]);
+    if kind == Kind::Cluster {
         command.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            dir.arg(),
-            "--loglevel",
-            "warning",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &format!("nodes-{port}.conf"),
+            "--cluster-node-timeout",
+            "2000",
         ]);
-        if kind == Kind::Cluster {
-            command.args([
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                &format!("nodes-{port}.conf"),
-                "--cluster-node-timeout",
-                "2000",
-            ]);
+    }
+    let mut child = command
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start redis-server (apt-get install redis-server)");
+    loop {
+        if cli(port, &["ping"]).trim() == "PONG" {
+            return Some(child);
         }
-        let mut child = command
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server (apt-get install redis-server)");
-        loop {
-            if cli(port, &["ping"]).trim() == "PONG" {
-                return (child, port);
-            }
-            if child.try_wait().ok().flatten().is_some() {
-                break; // the port was taken after all: try another
-            }
-            assert!(Instant::now() < deadline, "redis-server never answered");
-            std::thread::sleep(Duration::from_millis(20));
+        if child.try_wait().ok().flatten().is_some() {
+            return None;
         }
+        assert!(Instant::now() < deadline, "redis-server never answered");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
