@@ -333,6 +333,10 @@ fn main() -> ExitCode {
             }
         },
     };
+    let node_note = cluster
+        .as_ref()
+        .map(|cluster| format!(", cluster node {}", cluster.node()))
+        .unwrap_or_default();
     let broker = system.block_on(async {
         let broker = match cluster {
             Some(cluster) => Broker::start_clustered(&config, cluster),
@@ -385,7 +389,7 @@ fn main() -> ExitCode {
         .map(|addr| format!(", metrics on http://{addr}/metrics"))
         .unwrap_or_default();
     println!(
-        "mq-actix {banner} (cache size {}){metrics_note}",
+        "mq-actix {banner} (cache size {}){node_note}{metrics_note}",
         config.cache_size
     );
     let result = system.run();

@@ -357,6 +357,11 @@ impl Cluster {
         })))
     }
 
+    /// This broker's node id, as the `one` census in Redis names it.
+    pub fn node(&self) -> u64 {
+        self.0.node
+    }
+
     /// Numbers, caches and publishes a batch of sends to one topic in one
     /// script call (one round trip); the first message's index.
     pub fn publish(
