@@ -51,8 +51,9 @@ use scripts::Scripts;
 #[rtype(result = "()")]
 pub enum Heard {
     /// Messages, in index order: every `all` message, and the `one`
-    /// messages this node is to deliver.
-    Records(Vec<Record>),
+    /// messages this node is to deliver; `last` is the last index the
+    /// channel carried, for this node or not.
+    Records { records: Vec<Record>, last: u64 },
     /// The connection to Redis broke: messages published until it is back
     /// were not heard, and the topic must catch up from its cache.
     Interrupted,
@@ -172,10 +173,11 @@ impl Routes {
         // The records' lines are slices of this one buffer, as read.
         match records::parse_records(&Bytes::from(payload)) {
             Ok(mut records) => {
+                let Some(last) = records.last().map(|r| r.index) else {
+                    return;
+                };
                 records.retain(|r| r.target.is_none_or(|node| node == self.node));
-                if !records.is_empty() {
-                    topic.do_send(Heard::Records(records));
-                }
+                topic.do_send(Heard::Records { records, last });
             }
             Err(error) => tracing::error!(
                 channel = %String::from_utf8_lossy(&channel),
@@ -503,23 +505,26 @@ impl Cluster {
     }
 
     /// Refreshes this node's subscriber count for the topic (its heartbeat,
-    /// or a change); 0 removes the node from the topic's census.
+    /// or a change); 0 removes the node from the topic's census. Answers
+    /// the topic's next index, by which the node sees whether it heard
+    /// everything published.
     pub fn refresh(
         &self,
         keys: Arc<Keys>,
         subscribers: usize,
-    ) -> impl Future<Output = RedisResult<()>> + 'static {
+    ) -> impl Future<Output = RedisResult<u64>> + 'static {
         let inner = self.0.clone();
         async move {
             let mut invocation = inner.scripts.refresh.prepare_invoke();
             invocation
                 .key(&keys.subs)
+                .key(&keys.next)
                 .arg(inner.node)
                 .arg(subscribers)
                 .arg(CLUSTER_NODE_TTL.as_millis() as u64);
             let mut conn = inner.conn.clone();
             inner
-                .checked(async { invocation.invoke_async::<()>(&mut conn).await })
+                .checked(async { invocation.invoke_async(&mut conn).await })
                 .await
         }
     }

@@ -55,6 +55,13 @@ pub(super) struct ClusterTopic {
     last_live: Option<u64>,
     /// A catch-up is under way.
     catching_up: bool,
+    /// The last index the channel carried, for this node or not (or that
+    /// the node learnt was published before it listened).
+    last_heard: Option<u64>,
+    /// The topic's next index at the last heartbeat, when the node had not
+    /// heard everything below it: if it still has not at the next one,
+    /// those messages are lost to the channel and the topic catches up.
+    suspect: Option<u64>,
 }
 
 impl ClusterTopic {
@@ -69,6 +76,8 @@ impl ClusterTopic {
             fresh_until: 0,
             last_live: None,
             catching_up: false,
+            last_heard: None,
+            suspect: None,
         }
     }
 }
@@ -97,7 +106,50 @@ impl TopicActor {
             .cluster
             .refresh(cluster.keys.clone(), self.subscribers.len());
         // A failure is logged by the cluster; the next heartbeat repeats it.
-        ctx.spawn(async move { drop(refresh.await) }.into_actor(self));
+        ctx.spawn(refresh.into_actor(self).map(|next_index, topic, ctx| {
+            if let Ok(next_index) = next_index {
+                topic.check_heard(next_index, ctx);
+            }
+        }));
+    }
+
+    /// Everything published was heard, or is on its way (heard by the next
+    /// heartbeat); otherwise the channel lost messages without saying so
+    /// (a subscription dropped on the way) and the topic catches up.
+    fn check_heard(&mut self, next_index: u64, ctx: &mut Context<Self>) {
+        let subscribed = !self.subscribers.is_empty();
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        let heard_below = cluster.last_heard.map_or(0, |last| last + 1);
+        if !cluster.listening || !subscribed || heard_below >= next_index {
+            cluster.suspect = None;
+            return;
+        }
+        match cluster.suspect {
+            Some(suspect) if heard_below < suspect => {
+                cluster.suspect = None;
+                tracing::warn!(
+                    topic = %self.name,
+                    heard_below,
+                    next_index = suspect,
+                    "messages published on the topic's channel were not heard: \
+                     catching up from the cache"
+                );
+                self.catch_up(ctx);
+            }
+            _ => cluster.suspect = Some(next_index),
+        }
+    }
+
+    /// Notes that every message below `next_index` was heard or needs no
+    /// hearing (it was published before the node listened, or caught up on).
+    fn heard_below(&mut self, next_index: u64) {
+        if let Some(cluster) = &mut self.cluster {
+            if let Some(last) = next_index.checked_sub(1) {
+                cluster.last_heard = cluster.last_heard.max(Some(last));
+            }
+        }
     }
 
     /// Sends a batch to Redis as one script call.
@@ -221,6 +273,7 @@ impl TopicActor {
         };
         cluster.listening = true;
         cluster.fresh_until = cluster.fresh_until.max(joined.next_index);
+        let next_index = joined.next_index;
         let keys = cluster.keys.clone();
         let remote = cluster.cluster.clone();
         msg.outbox.reply(Bytes::from_static(OK));
@@ -237,6 +290,7 @@ impl TopicActor {
             }
         }
         metrics::get().replayed(replayed);
+        self.heard_below(next_index);
         let connection = msg.outbox.id();
         match self.subscribers.position(|s| s.outbox.id() == connection) {
             Some(i) => {
@@ -307,6 +361,7 @@ impl TopicActor {
             match caught_up {
                 Ok(caught_up) => {
                     topic.notice_lost_state(caught_up.next_index);
+                    topic.heard_below(caught_up.next_index);
                     for entry in caught_up.replay.iter().filter(|entry| !entry.one) {
                         topic.arrived_all(entry.index, &entry.line);
                     }
@@ -337,6 +392,8 @@ impl TopicActor {
              its indexes start again"
         );
         cluster.last_live = None;
+        cluster.last_heard = None;
+        cluster.suspect = None;
         cluster.fresh_until = 0;
         for i in 0..self.subscribers.len() {
             if let Some(sub) = self.subscribers.get_mut(i) {
@@ -380,7 +437,10 @@ impl Handler<Heard> for TopicActor {
 
     fn handle(&mut self, heard: Heard, ctx: &mut Self::Context) {
         let records = match heard {
-            Heard::Records(records) => records,
+            Heard::Records { records, last } => {
+                self.heard_below(last.saturating_add(1));
+                records
+            }
             Heard::Interrupted => return self.catch_up(ctx),
         };
         for record in records {
