@@ -151,6 +151,29 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// size of the caches.
 pub const LAZY_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
+/// `--cluster`: how often a node tells Redis, per topic it has subscribers
+/// for, that it is alive and how many subscribers it has there.
+pub const CLUSTER_HEARTBEAT: Duration = Duration::from_secs(1);
+/// `--cluster`: how long a node's subscriber count counts without a
+/// heartbeat; after that (a dead or cut-off node) no `one` message is sent
+/// its way. Three heartbeats, so one late heartbeat never drops a node.
+pub const CLUSTER_NODE_TTL: Duration = Duration::from_secs(3);
+/// `--cluster`: how long connecting to Redis may take before a send is
+/// refused with `Cluster unavailable`.
+pub const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// `--cluster`: how long a request to Redis may take before it counts as an
+/// outage (a stopped or partitioned Redis never answers).
+pub const CLUSTER_RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// `--cluster`: the longest a request to Redis may take in all, retries and
+/// reconnections included, before the send (or subscribe) waiting for it is
+/// answered `Cluster unavailable`.
+pub const CLUSTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// `--cluster`: the first wait before trying Redis again after an outage;
+/// it doubles per failed try, up to [`CLUSTER_MAX_BACKOFF`].
+pub const CLUSTER_MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// `--cluster`: the longest wait between two tries to reach Redis.
+pub const CLUSTER_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Everything a broker needs besides its listening socket.
 #[derive(Debug, Clone)]
 pub struct Config {

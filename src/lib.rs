@@ -18,6 +18,8 @@
 //! - [`memory`]: the broker-wide memory budget (`--max-memory`).
 //! - [`store`]: what a topic keeps besides memory: nothing by default, a
 //!   redb file with `--data-dir` (`store::disk`).
+//! - [`cluster`]: `--cluster`, topics shared by several brokers through
+//!   Redis (standalone or Redis Cluster).
 //! - [`shutdown`]: the phases of a graceful stop.
 //! - [`metrics`]: the counters Prometheus scrapes, and the HTTP endpoint
 //!   (`--metrics`) serving them with `/healthz` and `/topics`.
@@ -26,6 +28,7 @@
 //! - [`config`] (every setting and limit), [`stats`]: settings and counters
 //!   of a running broker; [`units`]: sizes with units on the command line.
 
+pub mod cluster;
 pub mod codec;
 pub mod config;
 mod directory;

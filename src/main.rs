@@ -11,6 +11,7 @@ use clap_complete::Shell;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+use mq_actix::cluster::Cluster;
 use mq_actix::config::{self, Config, Limits};
 use mq_actix::metrics::Exporter;
 use mq_actix::security::users::{self, Authenticator};
@@ -140,6 +141,19 @@ struct Cli {
     /// needed (see the README's "Persistence") [default: always]
     #[arg(long, env = "MQ_ACTIX_FSYNC", value_enum, requires = "data_dir")]
     fsync: Option<Fsync>,
+    /// Share every topic with the other brokers given the same Redis: one
+    /// URL (redis://HOST:PORT) of a standalone Redis or of a Redis Cluster
+    /// node, or several Redis Cluster seeds, comma-separated (see
+    /// docs/CLUSTER.md) [default: off]. Not with --data-dir: the topics'
+    /// state is in Redis.
+    #[arg(
+        long,
+        env = "MQ_ACTIX_CLUSTER",
+        value_name = "URLS",
+        value_delimiter = ',',
+        conflicts_with = "data_dir"
+    )]
+    cluster: Vec<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and
     /// /topics, e.g. 127.0.0.1:9100 [default: off]. Keep it on a loopback
     /// address: it has no authentication and names every topic.
@@ -309,8 +323,25 @@ fn main() -> ExitCode {
     };
 
     let system = System::new();
+    let cluster = match cli.cluster.is_empty() {
+        true => None,
+        false => match system.block_on(Cluster::connect(&cli.cluster, config.cache_size)) {
+            Ok(cluster) => Some(cluster),
+            Err(error) => {
+                eprintln!("mq-actix: {error}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let node_note = cluster
+        .as_ref()
+        .map(|cluster| format!(", cluster node {}", cluster.node()))
+        .unwrap_or_default();
     let broker = system.block_on(async {
-        let broker = Broker::start_with_store(&config, store);
+        let broker = match cluster {
+            Some(cluster) => Broker::start_clustered(&config, cluster),
+            None => Broker::start_with_store(&config, store),
+        };
         if let Some((listener, _)) = plain {
             broker.serve(listener)?;
         }
@@ -358,7 +389,7 @@ fn main() -> ExitCode {
         .map(|addr| format!(", metrics on http://{addr}/metrics"))
         .unwrap_or_default();
     println!(
-        "mq-actix {banner} (cache size {}){metrics_note}",
+        "mq-actix {banner} (cache size {}){node_note}{metrics_note}",
         config.cache_size
     );
     let result = system.run();

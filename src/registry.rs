@@ -15,6 +15,7 @@ use actix::{
     MessageResult, ResponseFuture, WrapFuture,
 };
 
+use crate::cluster::Cluster;
 use crate::directory;
 use crate::memory::Memory;
 use crate::store::{Opened, Store};
@@ -66,6 +67,9 @@ pub struct Registry {
     /// `--data-dir`: the disk thread, and the topics stored there that no
     /// command has named yet (each is started, with its state, on first use).
     store: Option<Opened>,
+    /// `--cluster`: every topic is shared through Redis, and never retires
+    /// (its state is in Redis; the actor is its local subscribers).
+    cluster: Option<Cluster>,
 }
 
 impl Registry {
@@ -94,7 +98,14 @@ impl Registry {
             cache_size,
             memory,
             store,
+            cluster: None,
         }
+    }
+
+    /// Shares every topic through `cluster` (`--cluster`).
+    pub fn clustered(mut self, cluster: Option<Cluster>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Every worker learns the handle now, so sessions elsewhere find it in
@@ -138,8 +149,11 @@ impl Handler<Lookup> for Registry {
             None => (Arc::from(lookup.name), 0),
         };
         let mut topic = TopicActor::new(name.clone(), self.cache_size, self.memory.clone())
-            .resuming_at(next_index)
-            .retiring_to(ctx.address().recipient());
+            .resuming_at(next_index);
+        topic = match &self.cluster {
+            Some(cluster) => topic.clustered(cluster.clone()),
+            None => topic.retiring_to(ctx.address().recipient()),
+        };
         if let Some(opened) = &mut self.store {
             let recovered = opened.recovered.remove(&*name).unwrap_or_default();
             let lease = next_index.max(recovered.resume);

@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::cluster::Cluster;
 use crate::config::{
     Config, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, LISTEN_BACKLOG, MAX_ACCEPT_BACKOFF,
     MIN_ACCEPT_BACKOFF, SEND_BUFFER,
@@ -67,11 +68,27 @@ impl Broker {
 
     /// As [`Broker::start`], with topics kept in `store` too (`--data-dir`).
     pub fn start_with_store(config: &Config, store: Option<store::Opened>) -> Broker {
+        Broker::start_with_backing(config, store, None)
+    }
+
+    /// As [`Broker::start`], with every topic shared through `cluster`
+    /// (`--cluster`).
+    pub fn start_clustered(config: &Config, cluster: Cluster) -> Broker {
+        Broker::start_with_backing(config, None, Some(cluster))
+    }
+
+    fn start_with_backing(
+        config: &Config,
+        store: Option<store::Opened>,
+        cluster: Option<Cluster>,
+    ) -> Broker {
         let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
         let memory = Memory::new(config.limits.max_memory);
         metrics::register();
-        let registry = Registry::new(handles, config.cache_size, memory.clone(), store).start();
+        let registry = Registry::new(handles, config.cache_size, memory.clone(), store)
+            .clustered(cluster)
+            .start();
         Broker {
             workers,
             shared: session::Shared {

@@ -190,6 +190,8 @@ struct Handover {
     order: Vec<usize>,
     /// Whether each batch, in order, reached its topic.
     reached: Vec<bool>,
+    /// What each batch, in order, is answered if it did not.
+    refusals: Vec<ProtocolError>,
     /// `--fsync always`: the batches (by position) still to be committed.
     commits: Vec<(usize, tokio::sync::oneshot::Receiver<()>)>,
     then: Then,
@@ -204,6 +206,7 @@ impl Handover {
             self.commits.push((self.reached.len(), committed));
         }
         self.reached.push(reached);
+        self.refusals.push(topic.refusal());
     }
 }
 
@@ -399,6 +402,7 @@ impl SessionActor {
         }
         let handover = Handover {
             reached: Vec::with_capacity(sends.batches.len()),
+            refusals: Vec::with_capacity(sends.batches.len()),
             commits: Vec::new(),
             batches: sends.batches.into(),
             order: sends.order,
@@ -435,14 +439,18 @@ impl SessionActor {
             ctx.wait(credit.into_actor(self).map(move |credit, session, ctx| {
                 match credit {
                     Some(credit) => handover.deliver(&topic, publishes, credit),
-                    None => handover.reached.push(false),
+                    None => {
+                        handover.reached.push(false);
+                        handover.refusals.push(ProtocolError::Internal);
+                    }
                 }
                 session.hand_over(handover, ctx);
             }));
             return;
         }
         if !handover.commits.is_empty() {
-            // `--fsync always`: the sends are acknowledged once on disk.
+            // `--fsync always`: the sends are acknowledged once on disk;
+            // `--cluster`: once Redis took them.
             let commits = join_all(
                 std::mem::take(&mut handover.commits)
                     .into_iter()
@@ -456,8 +464,11 @@ impl SessionActor {
             }));
             return;
         }
-        for batch in &handover.order {
-            self.outbox.reply(reply_for(handover.reached[*batch]));
+        for &batch in &handover.order {
+            self.outbox.reply(match handover.reached[batch] {
+                true => Bytes::from_static(OK),
+                false => handover.refusals[batch].reply(),
+            });
         }
         self.then(handover.then, ctx);
     }
@@ -502,18 +513,25 @@ impl SessionActor {
             replay,
         };
         let sent = topic.addr().send(subscribe);
-        if self
+        let new = self
             .subscriptions
-            .insert(name, topic.addr().clone())
-            .is_none()
-        {
+            .insert(name.clone(), topic.addr().clone())
+            .is_none();
+        if new {
             metrics::get().subscriptions(1);
         }
-        ctx.wait(sent.into_actor(self).map(|sent, session, _| {
-            if sent.is_err() {
-                session.outbox.reply(ProtocolError::Internal.reply());
-            }
-        }));
+        ctx.wait(
+            sent.into_actor(self)
+                .map(move |sent, session, _| match sent {
+                    Err(_) => session.outbox.reply(ProtocolError::Internal.reply()),
+                    // `--cluster` without Redis: the topic refused it (and said so).
+                    Ok(false) if new => {
+                        session.subscriptions.remove(&name);
+                        metrics::get().subscriptions(-1);
+                    }
+                    Ok(_) => {}
+                }),
+        );
     }
 
     /// Checks a password off this thread, reading nothing meanwhile, so the

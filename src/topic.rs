@@ -27,6 +27,12 @@
 //! order after everything already sent to it ([`Retire`]), is still idle.
 //! The registry then keeps its counter, and the next command that names the
 //! topic starts a new actor from there: an index is never handed out twice.
+//!
+//! With `--cluster` the counter and cache live in Redis instead, shared by
+//! every broker, and the actor keeps its own node's subscribers; the steps
+//! that differ are in `topic/cluster.rs`.
+
+mod cluster;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
@@ -39,13 +45,14 @@ use actix::{
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::cluster::Cluster;
 use crate::config::{DORMANT_AFTER, MAX_BATCH_BYTES, PACE_BYTES, STALLED_AFTER, TOPIC_CREDIT};
 use crate::memory::Memory;
 use crate::metrics;
 use crate::outbox::{
     Backlog, CaughtUp, ConnectionId, Handoff, Outbox, Outgoing, Redeliver, ReturnAddress,
 };
-use crate::protocol::{Delivery, DeliveryTemplate, OK};
+use crate::protocol::{Delivery, DeliveryTemplate, ProtocolError, OK};
 use crate::store::{Committed, Recovered, Store};
 use crate::subscribers::{Gone, RoundRobin};
 
@@ -61,6 +68,8 @@ struct HandleParts {
     addr: Addr<TopicActor>,
     credit: Arc<Semaphore>,
     acks_after_commit: bool,
+    /// What a send that could not be carried out is answered.
+    refusal: ProtocolError,
 }
 
 impl TopicHandle {
@@ -72,6 +81,13 @@ impl TopicHandle {
     /// (`--fsync always`): the session then asks with [`WhenCommitted`].
     pub fn acks_after_commit(&self) -> bool {
         self.0.acks_after_commit
+    }
+
+    /// The reply to a send the topic took but could not carry out: `Cluster
+    /// unavailable` in `--cluster` mode (Redis did not take it), otherwise
+    /// `Internal exception` (never expected).
+    pub fn refusal(&self) -> ProtocolError {
+        self.0.refusal
     }
 
     /// Whether both handles are of one topic.
@@ -232,9 +248,11 @@ pub struct WhenCommitted(pub Committed);
 /// `{"success": true}` reply and then the replay on the subscriber's outbox,
 /// so no live message can overtake either; the session waits for this
 /// message to be handled (with `--data-dir`, until a replayed `one` message
-/// is durably consumed and sent) before it answers anything else.
+/// is durably consumed and sent) before it answers anything else. Answers
+/// whether the subscription took effect: with `--cluster` it does not when
+/// Redis cannot be reached (the topic has replied `Cluster unavailable`).
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Subscribe {
     pub outbox: Outbox,
     pub last_seen: i64,
@@ -307,6 +325,9 @@ struct Subscriber {
     /// live to this subscriber (or was gone when it subscribed). A repeated
     /// `subscribe` replays only below it, so it never duplicates a message.
     covered_from: u64,
+    /// `--cluster`: live messages below this index were replayed to it or
+    /// sent before it subscribed (always 0 otherwise).
+    live_from: u64,
 }
 
 #[derive(Debug)]
@@ -347,6 +368,8 @@ pub struct TopicActor {
     /// is drained.
     commit_scheduled: bool,
     dormancy: Dormancy,
+    /// `--cluster`: the counter and cache live in Redis instead.
+    cluster: Option<cluster::ClusterTopic>,
 }
 
 /// Whether the topic may retire its actor, and when it looks.
@@ -438,7 +461,15 @@ impl TopicActor {
             store: Store::Memory,
             commit_scheduled: false,
             dormancy: Dormancy::default(),
+            cluster: None,
         }
+    }
+
+    /// Shares the topic with the other brokers of `cluster` (`--cluster`):
+    /// numbered, cached and delivered through Redis.
+    pub fn clustered(mut self, cluster: Cluster) -> Self {
+        self.cluster = Some(cluster::ClusterTopic::new(cluster, &self.name));
+        self
     }
 
     /// Continues a retired topic's numbering.
@@ -471,11 +502,17 @@ impl TopicActor {
 
     /// Starts the topic on `worker`'s thread, with a full credit.
     pub fn start_in(self, worker: &ArbiterHandle) -> TopicHandle {
-        let acks_after_commit = self.store.acks_after_commit();
+        let clustered = self.cluster.is_some();
+        let acks_after_commit = self.store.acks_after_commit() || clustered;
         TopicHandle(Arc::new(HandleParts {
             addr: TopicActor::start_in_arbiter(worker, move |_| self),
             credit: Arc::new(Semaphore::new(TOPIC_CREDIT)),
             acks_after_commit,
+            refusal: if clustered {
+                ProtocolError::ClusterUnavailable
+            } else {
+                ProtocolError::Internal
+            },
         }))
     }
 
@@ -681,6 +718,9 @@ impl TopicActor {
         });
         if let Err(handoff) = refused {
             let (index, line, cache) = handoff.into_parts();
+            if self.cluster.is_some() {
+                return self.reroute(index, line, cache, ctx);
+            }
             if cache {
                 self.cache_insert(index, line, true);
             }
@@ -763,6 +803,9 @@ impl Actor for TopicActor {
         metrics::get().topics(1);
         // Evictions of what the store held beyond today's cache size.
         self.schedule_commit(ctx);
+        if self.cluster.is_some() {
+            self.start_heartbeat(ctx);
+        }
         self.note_activity(ctx);
     }
 
@@ -776,6 +819,9 @@ impl Handler<PublishBatch> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, batch: PublishBatch, ctx: &mut Self::Context) {
+        if self.cluster.is_some() {
+            return self.publish_remotely(batch, ctx);
+        }
         let count = u64::try_from(batch.publishes.len()).unwrap_or(u64::MAX);
         if let Some(leased) = self.store.reserve(self.next_index.saturating_add(count)) {
             // No index may be handed out before a crash could no longer
@@ -851,6 +897,7 @@ impl TopicActor {
             None => self.subscribers.push(Subscriber {
                 outbox,
                 covered_from,
+                live_from: 0,
             }),
         }
     }
@@ -860,15 +907,21 @@ impl Handler<WhenCommitted> for TopicActor {
     type Result = ();
 
     fn handle(&mut self, msg: WhenCommitted, ctx: &mut Self::Context) {
+        if self.cluster.is_some() {
+            return self.when_published(msg.0);
+        }
         self.store.notify(msg.0);
         self.schedule_commit(ctx);
     }
 }
 
 impl Handler<Subscribe> for TopicActor {
-    type Result = ResponseFuture<()>;
+    type Result = ResponseFuture<bool>;
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        if self.cluster.is_some() {
+            return self.subscribe_remotely(msg, ctx);
+        }
         self.flush();
         msg.outbox.reply(Bytes::from_static(OK));
         let connection = msg.outbox.id();
@@ -893,9 +946,10 @@ impl Handler<Subscribe> for TopicActor {
             None => self.subscribers.push(Subscriber {
                 outbox: msg.outbox,
                 covered_from: now_covered,
+                live_from: 0,
             }),
         }
-        Box::pin(std::future::ready(()))
+        Box::pin(std::future::ready(true))
     }
 }
 
@@ -911,7 +965,7 @@ impl TopicActor {
         from: u64,
         below: u64,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<()> {
+    ) -> ResponseFuture<bool> {
         let taken = self.take_replay(from, below);
         let (consumed, removed) = tokio::sync::oneshot::channel();
         self.store.notify(consumed);
@@ -923,9 +977,7 @@ impl TopicActor {
             topic.schedule_commit(ctx);
             let _ = replayed.send(());
         }));
-        Box::pin(async move {
-            let _ = done.await;
-        })
+        Box::pin(async move { done.await.is_ok() })
     }
 }
 
@@ -934,7 +986,11 @@ impl Handler<Unsubscribe> for TopicActor {
 
     fn handle(&mut self, msg: Unsubscribe, ctx: &mut Self::Context) {
         self.flush();
+        let before = self.subscribers.len();
         self.subscribers.retain(|s| s.outbox.id() != msg.connection);
+        if self.subscribers.len() != before {
+            self.tell_census(ctx);
+        }
         self.repace(ctx);
         self.schedule_commit(ctx);
         self.note_activity(ctx);
@@ -986,9 +1042,9 @@ impl Handler<CaughtUp> for TopicActor {
 }
 
 impl Handler<Flush> for TopicActor {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) -> Self::Result {
         self.flush();
         // Resume exactly here after the stop, with no gap.
         self.store.close(self.next_index);
@@ -998,6 +1054,10 @@ impl Handler<Flush> for TopicActor {
         self.pace.held.clear();
         if let Some(check) = self.pace.stall_check.take() {
             ctx.cancel_future(check);
+        }
+        match self.leave() {
+            Some(left) => Box::pin(left),
+            None => Box::pin(std::future::ready(())),
         }
     }
 }

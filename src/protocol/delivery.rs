@@ -46,6 +46,12 @@ impl DeliveryTemplate {
         }
     }
 
+    /// The delivered line up to its index, for whoever assigns the index
+    /// elsewhere (`--cluster`: a script in Redis).
+    pub fn head(&self) -> Bytes {
+        self.head.clone()
+    }
+
     /// Bytes of the delivered line without its index and ending: what the
     /// send costs while it waits for one.
     pub fn len(&self) -> usize {

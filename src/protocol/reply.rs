@@ -63,6 +63,9 @@ protocol_errors! {
     AuthenticationFailed => "Authentication failed",
     /// Extension: a command on a topic the user has no permission for.
     PermissionDenied => "Permission denied",
+    /// Extension: with `--cluster`, a `send` or `subscribe` Redis did not
+    /// take (unreachable, or no answer in time).
+    ClusterUnavailable => "Cluster unavailable",
 }
 
 impl fmt::Display for ProtocolError {

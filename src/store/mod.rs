@@ -6,8 +6,9 @@
 //! turns a whole turn's worth of changes into one request to a backend,
 //! whose completion may come later. That shape (ordered changes, batched per
 //! turn, completed asynchronously) is what a local disk needs for group
-//! commit and what a remote store (issue 12, Redis Cluster) needs to keep
-//! round trips per batch rather than per message.
+//! commit. (`--cluster` keeps the counter and cache themselves in Redis
+//! rather than a copy, so it swaps the topic's steps instead: see
+//! `crate::cluster`.)
 //!
 //! - [`Store::Memory`], the default: every call is an inlined no-op, so
 //!   memory mode costs one branch per change and nothing else.

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+pub mod redis;
+
 /// How long a test waits for a line it expects before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// How long a test watches for a line it expects *not* to come.
