@@ -11,7 +11,7 @@
 # results-render. Every figure in the README comes from the files this
 # script writes into results/data/.
 #
-#   results/run.sh               the full run: about 25 minutes on 2 cores
+#   results/run.sh               the full run: about 35 minutes on 2 cores
 #   QUICK=1 results/run.sh       a smoke run of a few minutes; NOT results
 #
 # Knobs (environment variables; QUICK=1 changes the defaults in brackets):
