@@ -11,7 +11,7 @@
 # results-render. Every figure in the README comes from the files this
 # script writes into results/data/.
 #
-#   results/run.sh               the full run: about 25 minutes on 2 cores
+#   results/run.sh               the full run: about 35 minutes on 2 cores
 #   QUICK=1 results/run.sh       a smoke run of a few minutes; NOT results
 #
 # Knobs (environment variables; QUICK=1 changes the defaults in brackets):
@@ -20,10 +20,13 @@
 #   DURATION=10 [2]         seconds each fanout, latency and queue run publishes
 #   HOLD=5 [1]              seconds conns holds its idle connections
 #   SERVERS="mq-actix redis nats"        servers to measure
-#   SCENARIOS="fanout tls latency pairs queue replay conns"   scenarios to run
+#   SCENARIOS="fanout tls latency pairs queue replay conns sizes durable"
+#                           scenarios to run
 #   FANOUT_SUBSCRIBERS="1 100 1000" ["1 10 100"]
 #   TLS_SUBSCRIBERS=100     fanout size of the TLS case (mq-actix only), the
 #                           same load as the plain fanout of that size
+#   SIZES="1024 16384"      message sizes (bytes) of the sizes scenario:
+#                           fanout-100 and queue again with bigger messages
 #   LATENCY_SUBSCRIBERS=100            fanout size of the open-loop runs
 #   LATENCY_PERCENTS="10 25 50 75 100" ["25 50 100"]  offered rates, as % of
 #                           the closed-loop maximum of fanout-LATENCY_SUBSCRIBERS
@@ -54,9 +57,10 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
 HOLD=${HOLD:-5}
 SERVERS=${SERVERS:-mq-actix redis nats}
-SCENARIOS=${SCENARIOS:-fanout tls latency pairs queue replay conns}
+SCENARIOS=${SCENARIOS:-fanout tls latency pairs queue replay conns sizes durable}
 FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1 100 1000}
 TLS_SUBSCRIBERS=${TLS_SUBSCRIBERS:-100}
+SIZES=${SIZES:-1024 16384}
 LATENCY_SUBSCRIBERS=${LATENCY_SUBSCRIBERS:-100}
 LATENCY_PERCENTS=${LATENCY_PERCENTS:-10 25 50 75 100}
 PAIRS_CLIENTS=${PAIRS_CLIENTS:-1000}
@@ -85,6 +89,10 @@ LOAD=$DATA/load.jsonl
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/mq-results.XXXXXX")
 # The TLS case's certificate and key, made for the run and removed after.
 TLS_DIR=
+# The data directory of a durable server (mq-actix --data-dir, Redis's AOF),
+# fresh for each run and removed after it, so that no run starts with what
+# an earlier one stored.
+RUN_DIR=
 FAILED=()
 
 say() { printf '\n== %s\n' "$*"; }
@@ -139,15 +147,21 @@ SERVER_PID=
 PORT=
 
 stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    # A server that ignores SIGTERM is killed after 5 s.
-    (sleep 5 && kill -KILL "$SERVER_PID" 2>/dev/null) &
-    local watchdog=$!
-    wait "$SERVER_PID" 2>/dev/null || true
-    kill "$watchdog" 2>/dev/null || true
-    wait "$watchdog" 2>/dev/null || true
-    SERVER_PID=
+    if [[ -n $SERVER_PID ]]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        # A server that ignores SIGTERM is killed after 5 s.
+        (sleep 5 && kill -KILL "$SERVER_PID" 2>/dev/null) &
+        local watchdog=$!
+        wait "$SERVER_PID" 2>/dev/null || true
+        kill "$watchdog" 2>/dev/null || true
+        wait "$watchdog" 2>/dev/null || true
+        SERVER_PID=
+    fi
+    # What a durable server stored is of no use to the next run.
+    if [[ -n $RUN_DIR ]]; then
+        rm -rf "$RUN_DIR"
+        RUN_DIR=
+    fi
 }
 
 cleanup() {
@@ -178,7 +192,8 @@ free_port() {
 
 # The command line that starts SERVER ($1) on PORT ($2), in the foreground;
 # $3, when given, is the path of mq-actix's binary to write instead of $MQ,
-# and $4 the directory of the TLS certificate instead of $TLS_DIR.
+# $4 the directory of the TLS certificate instead of $TLS_DIR, and $5 the
+# data directory instead of $RUN_DIR.
 server_command() {
     case $1 in
     mq-actix) echo "${3:-$MQ} $2 $CACHE_SIZE" ;;
@@ -186,20 +201,46 @@ server_command() {
     # fails rather than measures plain text.
     mq-actix-tls) echo "${3:-$MQ} $2 $CACHE_SIZE --tls-port $2 --tls-cert ${4:-$TLS_DIR}/cert.pem" \
         "--tls-key ${4:-$TLS_DIR}/key.pem --no-plain" ;;
+    # On disk, syncing as the mode after the dash says (batch, always).
+    mq-actix-batch | mq-actix-always)
+        echo "${3:-$MQ} $2 $CACHE_SIZE --data-dir ${5:-$RUN_DIR} --fsync ${1#mq-actix-}" ;;
     # Persistence off; the same 64 MB per-client output limit as mq-actix's
     # --max-pending and NATS's max_pending; room for CONNS clients.
     redis) echo "redis-server --port $2 --bind 127.0.0.1 --save '' --appendonly no" \
         "--maxclients $((CONNS + 1000)) --client-output-buffer-limit 'pubsub 64mb 0 0'" ;;
+    # Redis's own durability beside mq-actix's: the append-only file, synced
+    # as the mode after "redis-aof-" says (everysec, always); no snapshots,
+    # so the AOF is the only disk work.
+    redis-aof-everysec | redis-aof-always)
+        echo "redis-server --port $2 --bind 127.0.0.1 --save '' --appendonly yes" \
+            "--appendfsync ${1#redis-aof-} --dir ${5:-$RUN_DIR}" \
+            "--maxclients $((CONNS + 1000)) --client-output-buffer-limit 'pubsub 64mb 0 0'" ;;
     # NATS core: no JetStream, nothing persisted.
     nats) echo "nats-server -a 127.0.0.1 -p $2" ;;
     esac
 }
 
+# The server whose files a variant writes (mq-actix-tls, mq-actix-batch:
+# mq-actix; redis-aof-always: redis): the case tells the variants apart.
+server_slug() {
+    case $1 in
+    mq-actix*) echo mq-actix ;;
+    redis*) echo redis ;;
+    nats*) echo nats ;;
+    esac
+}
+
+# Whether SERVER ($1) keeps a data directory.
+is_durable() { [[ $1 == mq-actix-batch || $1 == mq-actix-always || $1 == redis-aof-* ]]; }
+
 # Starts SERVER ($1) on a free port and waits until it accepts connections;
-# sets SERVER_PID and PORT.
+# sets SERVER_PID and PORT, and RUN_DIR for a durable server.
 start_server() {
     local server=$1 log=$2 i
     PORT=$(free_port)
+    if is_durable "$server"; then
+        RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mq-results-data.XXXXXX")
+    fi
     eval "exec $(server_command "$server" "$PORT")" >"$log" 2>&1 &
     SERVER_PID=$!
     for ((i = 0; i < 200; i++)); do
@@ -238,12 +279,15 @@ proto_args() {
 }
 
 # run_case CASE SERVER SCENARIO [LOADGEN ARGS...]
-# Writes results/data/CASE--SERVER--RUN.json (loadgen's report) and
-# CASE--SERVER--RUN.server.json (the server's memory) for each run. SERVER
-# mq-actix-tls is mq-actix started with TLS: its files are mq-actix's,
-# told apart by their CASE.
+# Writes results/data/CASE--SERVER--RUN.json (loadgen's report, with the
+# server's CPU time when loadgen has --server-pid) and
+# CASE--SERVER--RUN.server.json (the server's memory) for each run. A
+# variant such as mq-actix-tls (mq-actix started with TLS) or
+# redis-aof-always writes the files of its server (server_slug), told
+# apart by their CASE.
 run_case() {
-    local case=$1 server=$2 scenario=$3 slug=${2%-tls} run status before hwm base extra=()
+    local case=$1 server=$2 scenario=$3 slug run status before hwm base extra=()
+    slug=$(server_slug "$server")
     shift 3
     has "$SERVERS" "$slug" || return 0
     read -ra extra <<<"$(proto_args "$slug")"
@@ -257,7 +301,9 @@ run_case() {
             return 0
         fi
         local args=("$scenario" --addr "127.0.0.1:$PORT" --quiet "${extra[@]}" "$@")
-        [[ $scenario == conns ]] && $HAS_SERVER_PID && args+=(--server-pid "$SERVER_PID")
+        # The server's CPU time per delivery, in every case; in conns also
+        # its memory per connection.
+        $HAS_SERVER_PID && args+=(--server-pid "$SERVER_PID")
         if ((run == 1)); then
             local shown="${args[*]} --json results/data/$base.json"
             shown=${shown//127.0.0.1:$PORT/127.0.0.1:\$PORT}
@@ -369,6 +415,14 @@ if has "$SCENARIOS" tls && has "$SERVERS" mq-actix; then
     fi
 fi
 
+if has "$SCENARIOS" durable; then
+    for server in mq-actix-batch mq-actix-always redis-aof-everysec redis-aof-always; do
+        has "$SERVERS" "$(server_slug "$server")" || continue
+        # shellcheck disable=SC2016
+        server_command "$server" '$PORT' "$(shown_path "$MQ")" '' '$DATA_DIR' >>"$DATA/commands.txt"
+    done
+fi
+
 cat >"$DATA/run.json" <<EOF
 {"quick": $([[ $QUICK == 1 ]] && echo true || echo false), "kept_earlier_runs": $([[ $KEEP == 1 ]] && echo true || echo false), "runs": $RUNS, "duration_s": $DURATION, "hold_s": $HOLD, "servers": $(json_list "$SERVERS"), "scenarios": $(json_list "$SCENARIOS")}
 EOF
@@ -448,6 +502,49 @@ if has "$SCENARIOS" queue; then
         [[ $server == redis ]] && continue
         run_case queue "$server" queue --clients "$QUEUE_WORKERS" \
             --publishers "$QUEUE_PUBLISHERS" --duration "$DURATION" "${common[@]}"
+    done
+fi
+
+# The name a message size gives its cases: 1k for 1024 bytes, 100b for 100.
+size_name() {
+    if (($1 % 1024 == 0)); then echo "$(($1 / 1024))k"; else echo "${1}b"; fi
+}
+
+if has "$SCENARIOS" sizes; then
+    # fanout-100 and queue again with bigger messages, each against one
+    # anchor to keep the run short: Redis for fanout, NATS for the queue
+    # (Redis pub/sub has no work queue).
+    for size in $SIZES; do
+        sized=(--window 64 --size "$size")
+        for server in mq-actix redis; do
+            run_case "fanout-100-$(size_name "$size")" "$server" fanout --clients 100 \
+                --publishers 1 --duration "$DURATION" "${sized[@]}"
+        done
+        for server in mq-actix nats; do
+            run_case "queue-$(size_name "$size")" "$server" queue --clients "$QUEUE_WORKERS" \
+                --publishers "$QUEUE_PUBLISHERS" --duration "$DURATION" "${sized[@]}"
+        done
+    done
+fi
+
+if has "$SCENARIOS" durable; then
+    # fanout-100, queue and pairs with mq-actix on disk, each beside Redis
+    # with its append-only file synced as often (everysec beside batch,
+    # always beside always); Redis has no work queue, and NATS core keeps
+    # nothing. The plain cases of the same run are the in-memory figures.
+    for mode in batch always; do
+        aof=everysec
+        [[ $mode == always ]] && aof=always
+        for server in "mq-actix-$mode" "redis-aof-$aof"; do
+            run_case "fanout-100-fsync-$mode" "$server" fanout --clients 100 --publishers 1 \
+                --duration "$DURATION" "${common[@]}"
+        done
+        run_case "queue-fsync-$mode" "mq-actix-$mode" queue --clients "$QUEUE_WORKERS" \
+            --publishers "$QUEUE_PUBLISHERS" --duration "$DURATION" "${common[@]}"
+        for server in "mq-actix-$mode" "redis-aof-$aof"; do
+            run_case "pairs-fsync-$mode" "$server" pairs --clients "$PAIRS_CLIENTS" \
+                --messages $((PAIRS_CLIENTS * PAIRS_MESSAGES)) "${common[@]}"
+        done
     done
 fi
 

@@ -1,5 +1,7 @@
 //! The SVG charts: deliveries at each number of subscribers, latency at
-//! each offered rate, and one bar chart per comparison. Each draws only
+//! each offered rate, one bar chart per comparison, and the grouped charts
+//! of the server's CPU per delivery, the message sizes, the durable modes
+//! and the latency at fanout 1. Each draws only
 //! what was measured: a mark per measured value, with a whisker from the
 //! lowest run to the highest, and no line between two measured values;
 //! each names its commit, day and machine under its title. Drawn with plotters' SVG backend
@@ -16,10 +18,11 @@ use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::data::{Server, Summary};
+use crate::data::{CaseName, Server, Summary, Variant};
 use crate::stats::Spread;
 use crate::tables;
-use crate::targets::{Metric, Outcome};
+use crate::targets::{Metric, Outcome, TARGETS};
+use crate::variants::{durable_rows, size_rows};
 
 const SIZE: (u32, u32) = (860, 520);
 
@@ -78,12 +81,13 @@ pub fn duration(us: f64) -> String {
 }
 
 /// One measured x value of a grouped chart (a subscriber count, an offered
-/// rate) and, per series, the spread of its runs there (`None` where that
-/// series was not measured). Charts are drawn from groups, not lines, so
-/// that nothing is drawn between two measured values that was not measured.
+/// rate, a case), as its label under the axis says it, and, per series,
+/// the spread of its runs there (`None` where that series was not
+/// measured). Charts are drawn from groups, not lines, so that nothing is
+/// drawn between two measured values that was not measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
-    pub x: f64,
+    pub label: String,
     pub spreads: Vec<Option<Spread>>,
 }
 
@@ -100,10 +104,19 @@ enum Mark {
 /// A grouped chart's series: its legend label and colour.
 type Series = (String, RGBColor);
 
+/// The series of a chart with one mark per server.
+fn server_series() -> Vec<Series> {
+    Server::ALL
+        .iter()
+        .map(|&s| (s.label().to_string(), colour(s)))
+        .collect()
+}
+
 /// The groups of the fanout chart: one per subscriber count that some
 /// server was measured at (`fanout-N` cases), in increasing order, each
-/// with the delivery rates of [`Server::ALL`]. Plain text only: TLS is
-/// mq-actix's alone, and its bar would stand where the plain one belongs.
+/// with the delivery rates of [`Server::ALL`]. Plain cases only: a
+/// variant (TLS, bigger messages, on disk) is another load, and its bar
+/// would stand where the plain one belongs.
 pub fn fanout_groups(summaries: &[Summary]) -> Vec<Group> {
     let fanout = || plain_fanouts(summaries);
     let mut counts: Vec<usize> = fanout()
@@ -115,7 +128,10 @@ pub fn fanout_groups(summaries: &[Summary]) -> Vec<Group> {
     counts
         .into_iter()
         .map(|n| Group {
-            x: n as f64,
+            label: match n {
+                1 => "1 subscriber".to_string(),
+                n => format!("{} subscribers", tables::count(n as f64)),
+            },
             spreads: Server::ALL
                 .iter()
                 .map(|&server| {
@@ -128,51 +144,305 @@ pub fn fanout_groups(summaries: &[Summary]) -> Vec<Group> {
         .collect()
 }
 
-/// The fanout cases in plain text.
+/// The plain `fanout-N` cases: no variant (see [`CaseName`]).
 fn plain_fanouts(summaries: &[Summary]) -> impl Iterator<Item = &Summary> {
-    summaries
-        .iter()
-        .filter(|s| s.case.starts_with("fanout-") && !s.params.tls)
+    summaries.iter().filter(|s| {
+        let name = CaseName::parse(&s.case);
+        name.family == "fanout" && name.number.is_some() && name.variant.is_none()
+    })
 }
 
 /// Deliveries per second at each measured number of subscribers, a bar
 /// per server with its runs' spread. `Ok(false)` when there is nothing to
 /// draw.
 pub fn fanout(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Result<bool> {
-    let groups = fanout_groups(summaries);
-    let Some(y_max) = highest(&groups) else {
+    draw_grouped(
+        &Grouped {
+            title: "Fanout: deliveries per second at each number of subscribers".into(),
+            subtitle: format!(
+                "{subtitle} · {}",
+                spread_note(runs_of(plain_fanouts(summaries)))
+            ),
+            groups: fanout_groups(summaries),
+            series: server_series(),
+            x_desc: "subscribers on the topic (1 publisher, window 64, 64-byte messages)",
+            y_desc: "deliveries per second",
+            y_value: &|v| short(*v),
+            mark: Mark::Bar,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        path,
+    )
+}
+
+/// The cases of the CPU chart: the plain cases of the delivery-rate
+/// comparisons (`fanout-100`, `fanout-1000`, `pairs`, `queue`) and their
+/// size variants, in reading order, each with the server's CPU time per
+/// delivery (µs) of [`Server::ALL`]. The other variants have charts of
+/// their own, and fanout-1, latency, replay and conns are about time or
+/// memory, not throughput.
+pub fn cpu_groups(summaries: &[Summary]) -> Vec<Group> {
+    let compared = |plain: &str| {
+        TARGETS
+            .iter()
+            .any(|t| t.case == plain && t.metric == Metric::DeliveryRate)
+    };
+    let mut cases: Vec<&str> = summaries
+        .iter()
+        .filter(|s| s.cpu_per_delivery.is_some())
+        .map(|s| s.case.as_str())
+        .filter(|case| {
+            let name = CaseName::parse(case);
+            compared(name.plain) && matches!(name.variant, None | Some(Variant::Size(_)))
+        })
+        .collect();
+    cases.dedup();
+    cases
+        .into_iter()
+        .map(|case| Group {
+            label: case.to_string(),
+            spreads: Server::ALL
+                .iter()
+                .map(|&server| {
+                    let s = summaries
+                        .iter()
+                        .find(|s| s.case == case && s.server == server)?;
+                    s.cpu_per_delivery.map(|c| scaled(c, 1e6))
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The server's CPU time per delivery in each case of [`cpu_groups`], a
+/// bar per server. `Ok(false)` when no run reported it.
+pub fn cpu(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Result<bool> {
+    draw_grouped(
+        &Grouped {
+            title: "Server CPU time per delivery".into(),
+            subtitle: format!(
+                "{subtitle} · {}",
+                spread_note(runs_of(
+                    summaries.iter().filter(|s| s.cpu_per_delivery.is_some())
+                ))
+            ),
+            groups: cpu_groups(summaries),
+            series: server_series(),
+            x_desc: "case (64-byte messages unless the name says 1k or 16k)",
+            y_desc: "server CPU time per delivery, lower is better",
+            y_value: &|v| duration(*v),
+            mark: Mark::Bar,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        path,
+    )
+}
+
+/// Deliveries per second at each message size of the size sweep, a dot
+/// per server on a log axis, so that the rates of small and large messages
+/// both read. `Ok(false)` when no size variant was measured.
+pub fn sizes(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Result<bool> {
+    let rows = size_rows(summaries);
+    let runs = runs_of(summaries.iter().filter(|s| {
+        rows.iter()
+            .any(|r| r.case == s.case && r.spreads.iter().any(Option::is_some))
+    }));
+    let groups = rows
+        .iter()
+        .map(|r| Group {
+            label: format!("{} · {}", r.plain, tables::size(r.size)),
+            spreads: r.spreads.to_vec(),
+        })
+        .collect();
+    draw_grouped(
+        &Grouped {
+            title: "Message size: deliveries per second".into(),
+            subtitle: format!("{subtitle} · {}", spread_note(runs)),
+            groups,
+            series: server_series(),
+            x_desc: "case and message size (fanout-100: 1 publisher, 100 subscribers; \
+                     queue: 2 publishers, 10 workers)",
+            y_desc: "deliveries per second (log scale)",
+            y_value: &|v| short(*v),
+            mark: Mark::Dot,
+            legend: SeriesLabelPosition::UpperRight,
+        },
+        path,
+    )
+}
+
+/// Deliveries per second of each durable case: mq-actix on disk beside
+/// mq-actix in memory (the plain case) and Redis with its append-only
+/// file. `Ok(false)` when no durable case was measured.
+pub fn durable(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Result<bool> {
+    let rows = durable_rows(summaries);
+    let runs = runs_of(summaries.iter().filter(|s| {
+        rows.iter()
+            .any(|r| r.case == s.case || (r.plain == s.case && s.server == Server::MqActix))
+    }));
+    let groups = rows
+        .iter()
+        .map(|r| Group {
+            label: format!("{} · {}", r.plain, r.fsync.name()),
+            spreads: vec![r.memory, r.on_disk, r.redis_aof],
+        })
+        .collect();
+    let series = vec![
+        ("mq-actix in memory".to_string(), RGBColor(0x9e, 0xc6, 0xe8)),
+        ("mq-actix on disk".to_string(), colour(Server::MqActix)),
+        (
+            "Redis with AOF (everysec beside batch, always beside always)".to_string(),
+            colour(Server::Redis),
+        ),
+    ];
+    draw_grouped(
+        &Grouped {
+            title: "On disk: deliveries per second, mq-actix --fsync batch and always".into(),
+            subtitle: format!("{subtitle} · {}", spread_note(runs)),
+            groups,
+            series,
+            x_desc: "case and mq-actix's --fsync mode (64-byte messages)",
+            y_desc: "deliveries per second",
+            y_value: &|v| short(*v),
+            mark: Mark::Bar,
+            legend: SeriesLabelPosition::UpperRight,
+        },
+        path,
+    )
+}
+
+/// The groups of the fanout-1 latency chart: p50 and p99 of the
+/// closed-loop `fanout-1` case, each with [`Server::ALL`]'s spread.
+pub fn fanout_1_latency_groups(summaries: &[Summary]) -> Vec<Group> {
+    let of = |server: Server| {
+        summaries
+            .iter()
+            .find(|s| s.case == "fanout-1" && s.server == server)
+    };
+    let group = |label: &str, percentile: fn(&Summary) -> Option<Spread>| Group {
+        label: label.to_string(),
+        spreads: Server::ALL
+            .iter()
+            .map(|&s| of(s).and_then(percentile))
+            .collect(),
+    };
+    vec![group("p50", |s| s.p50_us), group("p99", |s| s.p99_us)]
+}
+
+/// The end-to-end latency of one publisher to one subscriber, closed loop
+/// (window 64), a dot per server on a log axis. `Ok(false)` when fanout-1
+/// was not measured.
+pub fn fanout_1_latency(
+    summaries: &[Summary],
+    subtitle: &str,
+    path: &Path,
+) -> anyhow::Result<bool> {
+    let runs = runs_of(summaries.iter().filter(|s| s.case == "fanout-1"));
+    draw_grouped(
+        &Grouped {
+            title: "Latency at fanout 1, closed loop: p50 and p99".into(),
+            subtitle: format!("{subtitle} · {}", spread_note(runs)),
+            groups: fanout_1_latency_groups(summaries),
+            series: server_series(),
+            x_desc: "percentile (1 publisher, 1 subscriber, window 64, 64-byte messages)",
+            y_desc: "end-to-end latency (log scale), lower is better",
+            y_value: &|v| duration(*v),
+            mark: Mark::Dot,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        path,
+    )
+}
+
+/// `spread` times `factor`: a figure in the unit its axis shows.
+fn scaled(spread: Spread, factor: f64) -> Spread {
+    Spread {
+        min: spread.min * factor,
+        median: spread.median * factor,
+        max: spread.max * factor,
+    }
+}
+
+/// A grouped chart: marks side by side per group, a whisker each.
+struct Grouped<'a> {
+    title: String,
+    /// Where the figures come from, and what marks and whiskers stand for.
+    subtitle: String,
+    groups: Vec<Group>,
+    series: Vec<Series>,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    y_value: &'a dyn Fn(&f64) -> String,
+    /// Bars on a linear axis from 0, or dots on a log axis.
+    mark: Mark,
+    /// Where the legend covers no mark: above the groups whose marks are
+    /// low.
+    legend: SeriesLabelPosition,
+}
+
+/// Draws `chart` to `path`, without the series measured in no group.
+/// `Ok(false)`, and no file, when nothing was measured.
+fn draw_grouped(chart: &Grouped, path: &Path) -> anyhow::Result<bool> {
+    let Some(y_max) = highest(&chart.groups) else {
         return Ok(false);
     };
-    let runs = runs_of(plain_fanouts(summaries));
-    let series: Vec<Series> = Server::ALL
-        .iter()
-        .map(|&s| (s.label().to_string(), colour(s)))
-        .collect();
-    let (groups, series) = measured_series(groups, series);
-    let root = canvas(path)?;
-    let body = heading(
-        &root,
-        "Fanout: deliveries per second at each number of subscribers",
-        &format!("{subtitle} · {}", spread_note(runs)),
-    )?;
+    let (groups, series) = measured_series(chart.groups.clone(), chart.series.clone());
     let slots = Slots::new(groups.len(), series.len());
-    let mut chart = builder(&body, 56)
-        .build_cartesian_2d(slots.axis(), 0.0..(y_max * 1.12).max(1.0))
-        .map_err(err)?;
-    let label = |i: usize| match groups[i].x {
-        1.0 => "1 subscriber".to_string(),
-        n => format!("{} subscribers", tables::count(n)),
-    };
-    draw_x_axis(
-        &mut chart,
-        &slots,
-        &label,
-        "subscribers on the topic (1 publisher, window 64, 64-byte messages)",
-        "deliveries per second",
-        &|v| short(*v),
-        None,
-    )?;
-    draw_groups(&mut chart, &slots, &groups, &series, Mark::Bar)?;
+    let root = canvas_of(path, slots.width())?;
+    let body = heading(&root, &chart.title, &chart.subtitle)?;
+    let label = |i: usize| groups[i].label.clone();
+    match chart.mark {
+        Mark::Bar => {
+            let mut c = builder(&body, 56)
+                .build_cartesian_2d(slots.axis(), 0.0..(y_max * 1.12).max(1e-9))
+                .map_err(err)?;
+            draw_x_axis(
+                &mut c,
+                &slots,
+                &label,
+                chart.x_desc,
+                chart.y_desc,
+                chart.y_value,
+                None,
+            )?;
+            draw_groups(
+                &mut c,
+                &slots,
+                &groups,
+                &series,
+                Mark::Bar,
+                chart.legend.clone(),
+            )?;
+        }
+        Mark::Dot => {
+            let y_min = groups
+                .iter()
+                .flat_map(|g| g.spreads.iter().flatten())
+                .map(|s| s.min)
+                .fold(f64::INFINITY, f64::min)
+                .max(1e-3);
+            let mut c = builder(&body, 56)
+                .build_cartesian_2d(slots.axis(), (y_min / 2.0..y_max * 2.0).log_scale())
+                .map_err(err)?;
+            draw_x_axis(
+                &mut c,
+                &slots,
+                &label,
+                chart.x_desc,
+                chart.y_desc,
+                chart.y_value,
+                Some(12),
+            )?;
+            draw_groups(
+                &mut c,
+                &slots,
+                &groups,
+                &series,
+                Mark::Dot,
+                chart.legend.clone(),
+            )?;
+        }
+    }
     root.present().map_err(err)?;
     Ok(true)
 }
@@ -191,7 +461,7 @@ pub fn latency_groups(summaries: &[Summary]) -> Vec<Group> {
         .iter()
         .filter_map(|s| {
             Some(Group {
-                x: s.rate?,
+                label: tables::rate(s.rate?),
                 spreads: vec![s.p50_us, s.p99_us, s.p999_us],
             })
         })
@@ -202,16 +472,6 @@ pub fn latency_groups(summaries: &[Summary]) -> Vec<Group> {
 /// loop), a dot per percentile with its runs' spread. `Ok(false)` when
 /// there is nothing to draw.
 pub fn latency(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Result<bool> {
-    let groups = latency_groups(summaries);
-    let Some(y_max) = highest(&groups) else {
-        return Ok(false);
-    };
-    let y_min = groups
-        .iter()
-        .flat_map(|g| g.spreads.iter().flatten())
-        .map(|s| s.min)
-        .fold(f64::INFINITY, f64::min)
-        .max(0.1);
     let latency = || summaries.iter().filter(|s| s.case.starts_with("latency-"));
     let subscribers = latency().map(|s| s.params.clients).next().unwrap_or(0);
     let series: Vec<Series> = [
@@ -221,29 +481,23 @@ pub fn latency(summaries: &[Summary], subtitle: &str, path: &Path) -> anyhow::Re
     ]
     .map(|(l, c)| (l.to_string(), c))
     .to_vec();
-    let root = canvas(path)?;
-    let body = heading(
-        &root,
-        &format!("mq-actix latency at each offered rate (open loop, fanout to {subscribers})"),
-        &format!("{subtitle} · {}", spread_note(runs_of(latency()))),
-    )?;
-    let slots = Slots::new(groups.len(), series.len());
-    let mut chart = builder(&body, 56)
-        .build_cartesian_2d(slots.axis(), (y_min / 2.0..y_max * 2.0).log_scale())
-        .map_err(err)?;
-    let label = |i: usize| format!("{}/s", tables::count(groups[i].x));
-    draw_x_axis(
-        &mut chart,
-        &slots,
-        &label,
-        "offered rate (messages published per second, each delivered to every subscriber)",
-        "end-to-end latency (log scale)",
-        &|v| duration(*v),
-        Some(12),
-    )?;
-    draw_groups(&mut chart, &slots, &groups, &series, Mark::Dot)?;
-    root.present().map_err(err)?;
-    Ok(true)
+    draw_grouped(
+        &Grouped {
+            title: format!(
+                "mq-actix latency at each offered rate (open loop, fanout to {subscribers})"
+            ),
+            subtitle: format!("{subtitle} · {}", spread_note(runs_of(latency()))),
+            groups: latency_groups(summaries),
+            series,
+            x_desc: "offered rate (messages published per second, each delivered to every \
+                     subscriber)",
+            y_desc: "end-to-end latency (log scale)",
+            y_value: &|v| duration(*v),
+            mark: Mark::Dot,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        path,
+    )
 }
 
 /// `groups` and `series` without the series measured in no group (a server
@@ -259,7 +513,7 @@ fn measured_series(groups: Vec<Group>, series: Vec<Series>) -> (Vec<Group>, Vec<
     let groups = groups
         .into_iter()
         .map(|g| Group {
-            x: g.x,
+            label: g.label,
             spreads: kept.iter().map(|&k| g.spreads[k]).collect(),
         })
         .collect();
@@ -319,6 +573,13 @@ impl Slots {
         (self.groups * (self.series + 1) - 1) as i32
     }
 
+    /// The canvas width that leaves each group's label room under it: the
+    /// usual [`SIZE`], wider when there are many groups (the CPU chart's
+    /// eight cases of three servers).
+    fn width(&self) -> u32 {
+        SIZE.0.max(self.count() as u32 * 30 + 120)
+    }
+
     /// An i32 range includes its end: 0..n - 1 makes n segments.
     fn axis(&self) -> SegmentedCoord<RangedCoordi32> {
         (0..self.count() - 1).into_segmented()
@@ -367,6 +628,7 @@ fn draw_groups<'a, Y>(
     groups: &[Group],
     series: &[Series],
     mark: Mark,
+    legend: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     Y: Ranged<ValueType = f64>,
@@ -415,7 +677,7 @@ where
             }))
             .map_err(err)?;
     }
-    draw_legend(chart, SeriesLabelPosition::UpperLeft, 16)
+    draw_legend(chart, legend, 16)
 }
 
 /// One comparison as bars, one per server, each with a whisker from its
@@ -551,7 +813,12 @@ pub fn compare(
 
 /// A white canvas of [`SIZE`] that writes its SVG to `path`.
 fn canvas(path: &Path) -> anyhow::Result<DrawingArea<SVGBackend<'_>, Shift>> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    canvas_of(path, SIZE.0)
+}
+
+/// A white canvas `width` wide and as high as [`SIZE`].
+fn canvas_of(path: &Path, width: u32) -> anyhow::Result<DrawingArea<SVGBackend<'_>, Shift>> {
+    let root = SVGBackend::new(path, (width, SIZE.1)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     Ok(root)
 }
@@ -565,7 +832,7 @@ fn heading<'b>(
     subtitle: &str,
 ) -> anyhow::Result<DrawingArea<SVGBackend<'b>, Shift>> {
     let (head, body) = root.split_vertically(64);
-    let centre = (SIZE.0 / 2) as i32;
+    let centre = (root.dim_in_pixel().0 / 2) as i32;
     let centred = |size: u32, colour: RGBColor| {
         (FONT, size)
             .into_font()
@@ -654,8 +921,8 @@ mod tests {
     #[test]
     fn only_measured_subscriber_counts_are_drawn() {
         let groups = fanout_groups(&fanout_summaries());
-        let xs: Vec<f64> = groups.iter().map(|g| g.x).collect();
-        assert_eq!(xs, [1.0, 100.0]);
+        let labels: Vec<&str> = groups.iter().map(|g| g.label.as_str()).collect();
+        assert_eq!(labels, ["1 subscriber", "100 subscribers"]);
         // mq-actix was not run at 1 subscriber, nor Redis at 100, NATS never.
         let measured = |g: &Group| g.spreads.iter().map(Option::is_some).collect::<Vec<_>>();
         assert_eq!(measured(&groups[0]), [false, true, false]);
@@ -675,6 +942,107 @@ mod tests {
         let groups = fanout_groups(&summarize(&runs));
         assert_eq!(groups.len(), 1);
         assert_eq!(groups[0].spreads[0].map(|s| s.median), Some(300.0));
+    }
+
+    #[test]
+    fn no_variant_is_drawn_as_a_plain_fanout() {
+        let mut runs = Vec::new();
+        for (case, rate) in [
+            ("fanout-100", 300.0),
+            ("fanout-100-1k", 200.0),
+            ("fanout-100-fsync-batch", 100.0),
+            ("fanout-100-fsync-always", 50.0),
+            ("fanout-1000-x", 10.0),
+        ] {
+            let json = report_json("fanout", 100, rate, 5.0);
+            runs.push(run(case, Server::MqActix, 1, &json, None));
+        }
+        let groups = fanout_groups(&summarize(&runs));
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].label, "100 subscribers");
+        assert_eq!(groups[0].spreads[0].map(|s| s.median), Some(300.0));
+    }
+
+    #[test]
+    fn the_cpu_chart_has_the_throughput_cases_and_their_sizes() {
+        let with_cpu = |cpu: f64| {
+            report_json("fanout", 100, 1e6, 5.0).replace(
+                r#""violations":0"#,
+                &format!(r#""server_cpu_s_per_delivery":{cpu},"violations":0"#),
+            )
+        };
+        let mut runs = Vec::new();
+        for case in [
+            "queue-16k",
+            "fanout-1",
+            "fanout-100-fsync-batch",
+            "fanout-100-tls",
+            "pairs",
+            "fanout-100",
+            "queue",
+            "fanout-100-1k",
+            "conns",
+        ] {
+            runs.push(run(case, Server::MqActix, 1, &with_cpu(2e-7), None));
+        }
+        runs.push(run("queue", Server::Nats, 1, &with_cpu(5e-7), None));
+        // A case whose runs report no CPU time takes no group.
+        let json = report_json("fanout", 1000, 1e6, 5.0);
+        runs.push(run("fanout-1000", Server::Redis, 1, &json, None));
+        let groups = cpu_groups(&summarize(&runs));
+        let labels: Vec<&str> = groups.iter().map(|g| g.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["fanout-100", "fanout-100-1k", "pairs", "queue", "queue-16k"]
+        );
+        // In microseconds, per server (rounded to whole nanoseconds).
+        let queue: Vec<Option<f64>> = groups[3]
+            .spreads
+            .iter()
+            .map(|s| s.map(|s| (s.median * 1e3).round()))
+            .collect();
+        assert_eq!(queue, [Some(200.0), None, Some(500.0)]);
+    }
+
+    #[test]
+    fn the_fanout_1_latency_chart_has_p50_and_p99_per_server() {
+        let runs = [
+            run(
+                "fanout-1",
+                Server::Redis,
+                1,
+                &report_json("fanout", 1, 5e5, 700.0),
+                None,
+            ),
+            run(
+                "fanout-1",
+                Server::Nats,
+                1,
+                &report_json("fanout", 1, 5e5, 500.0),
+                None,
+            ),
+            run(
+                "fanout-100",
+                Server::MqActix,
+                1,
+                &report_json("fanout", 100, 5e6, 3.0),
+                None,
+            ),
+        ];
+        let groups = fanout_1_latency_groups(&summarize(&runs));
+        let medians = |g: &Group| -> Vec<Option<f64>> {
+            g.spreads.iter().map(|s| s.map(|s| s.median)).collect()
+        };
+        assert_eq!(groups[0].label, "p50");
+        // The fixture's p50 is always 10 µs.
+        assert_eq!(medians(&groups[0]), [None, Some(10.0), Some(10.0)]);
+        assert_eq!(groups[1].label, "p99");
+        assert_eq!(medians(&groups[1]), [None, Some(700.0), Some(500.0)]);
+        let dir = std::env::temp_dir().join(format!("results-render-f1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let none = fanout_1_latency(&[], "", &dir.join("none.svg")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!none, "drawn without data");
     }
 
     #[test]

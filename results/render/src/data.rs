@@ -60,6 +60,9 @@ pub struct Report {
     pub publish_rate: f64,
     pub delivery_rate: f64,
     pub latency: Option<Latency>,
+    /// Present when the script gave loadgen `--server-pid` and something
+    /// was delivered.
+    pub server_cpu_s_per_delivery: Option<f64>,
     pub violations: u64,
     pub connection_errors: u64,
     pub queue: Option<QueueFigures>,
@@ -209,6 +212,9 @@ pub struct Summary {
     /// Peak resident memory of the server during the run (`VmHWM`).
     pub peak_rss_bytes: Option<Spread>,
     pub bytes_per_connection: Option<Spread>,
+    /// The server's CPU time per owed delivery, in seconds: what a message
+    /// costs the server, whatever the machine's other work left it.
+    pub cpu_per_delivery: Option<Spread>,
     pub replay_rate: Option<f64>,
     pub min_share: Option<f64>,
     pub max_share: Option<f64>,
@@ -247,6 +253,7 @@ pub fn summarize(runs: &[Run]) -> Vec<Summary> {
                 p999_us: spr(&|r| r.report.latency.as_ref().map(|l| l.p999_us)),
                 peak_rss_bytes: spr(&|r| r.sample.vm_hwm_kib.map(|k| k as f64 * 1024.0)),
                 bytes_per_connection: spr(&bytes_per_connection),
+                cpu_per_delivery: spr(&|r| r.report.server_cpu_s_per_delivery),
                 replay_rate: med(&|r| r.report.replay.as_ref().map(|p| p.replay_rate)),
                 min_share: med(&|r| r.report.queue.as_ref().map(|q| q.min_share)),
                 max_share: med(&|r| r.report.queue.as_ref().map(|q| q.max_share)),
@@ -275,30 +282,132 @@ fn bytes_per_connection(run: &Run) -> Option<f64> {
         .then(|| peak.saturating_sub(before) as f64 * 1024.0 / conns.connections as f64)
 }
 
+/// The scenario families in the order the README explains them, each with
+/// whether its cases carry a number (`fanout-100`, `latency-50`): in the
+/// others, whatever follows the family names a variant (`queue-1k`).
+const FAMILIES: [(&str, bool); 6] = [
+    ("fanout", true),
+    ("latency", true),
+    ("pairs", false),
+    ("queue", false),
+    ("replay", false),
+    ("conns", false),
+];
+
+/// A case's name taken apart: `fanout-100-fsync-batch` is the plain case
+/// `fanout-100` (family `fanout`, number 100) run as the variant
+/// `fsync-batch`. The script names cases so; the charts read a variant
+/// beside its plain case, never in its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaseName<'a> {
+    pub family: &'a str,
+    pub number: Option<u64>,
+    /// The name without its variant.
+    pub plain: &'a str,
+    pub variant: Option<Variant<'a>>,
+}
+
+/// How a case differs from its plain case, in the order its rows follow
+/// the plain one: bigger messages first, smallest first, then TLS, then
+/// the durable modes from the cheapest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Variant<'a> {
+    /// Messages of this many bytes: `1k` (1024), `16k`, `100b`.
+    Size(usize),
+    Tls,
+    /// mq-actix with `--data-dir` and this `--fsync` mode, beside Redis
+    /// with its append-only file.
+    Fsync(Fsync),
+    /// A name the renderer does not know: shown, never drawn as plain.
+    Other(&'a str),
+}
+
+/// mq-actix's `--fsync` modes, from the one that syncs least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fsync {
+    Never,
+    Batch,
+    Always,
+}
+
+impl Fsync {
+    /// The mode as mq-actix's `--fsync` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Never => "never",
+            Fsync::Batch => "batch",
+            Fsync::Always => "always",
+        }
+    }
+
+    /// The `appendfsync` that `results/run.sh` gives Redis beside this
+    /// mode: the one that syncs as often (`None` for `never`, which the
+    /// script does not run).
+    pub fn redis_appendfsync(self) -> Option<&'static str> {
+        match self {
+            Fsync::Never => None,
+            Fsync::Batch => Some("everysec"),
+            Fsync::Always => Some("always"),
+        }
+    }
+}
+
+impl<'a> Variant<'a> {
+    fn parse(text: &'a str) -> Variant<'a> {
+        let size = |digits: &str, unit: usize| digits.parse::<usize>().ok().map(|n| n * unit);
+        let sized = match text.as_bytes().last() {
+            Some(b'k') => size(&text[..text.len() - 1], 1024),
+            Some(b'b') => size(&text[..text.len() - 1], 1),
+            _ => None,
+        };
+        match (sized, text) {
+            (Some(bytes), _) => Variant::Size(bytes),
+            (None, "tls") => Variant::Tls,
+            (None, "fsync-never") => Variant::Fsync(Fsync::Never),
+            (None, "fsync-batch") => Variant::Fsync(Fsync::Batch),
+            (None, "fsync-always") => Variant::Fsync(Fsync::Always),
+            (None, other) => Variant::Other(other),
+        }
+    }
+}
+
+impl<'a> CaseName<'a> {
+    pub fn parse(case: &'a str) -> CaseName<'a> {
+        let (family, rest) = case.split_once('-').unwrap_or((case, ""));
+        let numbered = FAMILIES.iter().any(|&(f, n)| f == family && n);
+        let (number, rest) = match rest.split_once('-').unwrap_or((rest, "")) {
+            (digits, rest) if numbered => match digits.parse() {
+                Ok(n) => (Some(n), rest),
+                Err(_) => (None, case[family.len()..].trim_start_matches('-')),
+            },
+            _ => (None, rest),
+        };
+        let plain = &case[..case.len() - rest.len()];
+        CaseName {
+            family,
+            number,
+            plain: plain.trim_end_matches('-'),
+            variant: (!rest.is_empty()).then(|| Variant::parse(rest)),
+        }
+    }
+}
+
 /// Reading order of cases: scenario families in the order the README
-/// explains them, and within a family by the number in the name
-/// (`fanout-1`, `fanout-100`, `fanout-1000`), a variant of a case right
-/// after it (`fanout-100-tls` after `fanout-100`).
+/// explains them, within a family by the number in the name (`fanout-1`,
+/// `fanout-100`, `fanout-1000`), and the variants of a case right after it
+/// in [`Variant`] order (`fanout-100`, `fanout-100-1k`, `fanout-100-tls`,
+/// `fanout-100-fsync-batch`, then `fanout-1000`).
 pub fn case_order(a: &str, b: &str) -> Ordering {
     case_key(a).cmp(&case_key(b)).then_with(|| a.cmp(b))
 }
 
-fn case_key(case: &str) -> (usize, u64) {
-    const FAMILIES: [&str; 6] = ["fanout", "latency", "pairs", "queue", "replay", "conns"];
-    let (family, number) = match case.split_once('-') {
-        Some((family, rest)) => {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            (family, rest[..digits].parse().unwrap_or(u64::MAX))
-        }
-        None => (case, 0),
-    };
+fn case_key(case: &str) -> (usize, Option<u64>, Option<Variant<'_>>) {
+    let name = CaseName::parse(case);
     let rank = FAMILIES
         .iter()
-        .position(|f| *f == family)
+        .position(|&(f, _)| f == name.family)
         .unwrap_or(FAMILIES.len());
-    (rank, number)
+    (rank, name.number, name.variant)
 }
 
 #[cfg(test)]
@@ -478,6 +587,13 @@ pub mod tests {
             "fanout-100",
             "fanout-100-tls",
             "replay",
+            "queue-fsync-always",
+            "fanout-100-16k",
+            "queue-1k",
+            "fanout-100-fsync-batch",
+            "fanout-100-1k",
+            "queue-fsync-batch",
+            "pairs-fsync-batch",
         ];
         cases.sort_by(|a, b| case_order(a, b));
         assert_eq!(
@@ -485,15 +601,93 @@ pub mod tests {
             [
                 "fanout-1",
                 "fanout-100",
+                "fanout-100-1k",
+                "fanout-100-16k",
                 "fanout-100-tls",
+                "fanout-100-fsync-batch",
                 "fanout-1000",
                 "latency-50",
                 "latency-100",
                 "pairs",
+                "pairs-fsync-batch",
                 "queue",
+                "queue-1k",
+                "queue-fsync-batch",
+                "queue-fsync-always",
                 "replay",
                 "conns"
             ]
         );
+    }
+
+    #[test]
+    fn a_case_name_is_its_plain_case_and_a_variant() {
+        let parsed = |case| {
+            let n = CaseName::parse(case);
+            (n.family, n.number, n.plain, n.variant)
+        };
+        assert_eq!(
+            parsed("fanout-100"),
+            ("fanout", Some(100), "fanout-100", None)
+        );
+        assert_eq!(
+            parsed("fanout-100-16k"),
+            (
+                "fanout",
+                Some(100),
+                "fanout-100",
+                Some(Variant::Size(16384))
+            )
+        );
+        assert_eq!(
+            parsed("fanout-100-tls"),
+            ("fanout", Some(100), "fanout-100", Some(Variant::Tls))
+        );
+        assert_eq!(
+            parsed("pairs-fsync-always"),
+            ("pairs", None, "pairs", Some(Variant::Fsync(Fsync::Always)))
+        );
+        // Only fanout and latency are numbered: a queue's size is a variant.
+        assert_eq!(
+            parsed("queue-100b"),
+            ("queue", None, "queue", Some(Variant::Size(100)))
+        );
+        assert_eq!(
+            parsed("latency-50"),
+            ("latency", Some(50), "latency-50", None)
+        );
+        assert_eq!(parsed("conns"), ("conns", None, "conns", None));
+        assert_eq!(
+            parsed("fanout-x"),
+            ("fanout", None, "fanout", Some(Variant::Other("x")))
+        );
+        assert_eq!(
+            parsed("queue-fsync-sometimes").3,
+            Some(Variant::Other("fsync-sometimes"))
+        );
+    }
+
+    #[test]
+    fn the_server_cpu_per_delivery_is_a_spread_over_the_runs() {
+        let with_cpu = |cpu: f64| {
+            report_json("fanout", 100, 1e6, 5.0).replace(
+                r#""violations":0"#,
+                &format!(r#""server_cpu_s":1.0,"server_cpu_s_per_delivery":{cpu},"violations":0"#),
+            )
+        };
+        let runs = [
+            run("queue", Server::Nats, 1, &with_cpu(3e-7), None),
+            run("queue", Server::Nats, 2, &with_cpu(1e-7), None),
+            // A report from before --server-pid was given in every case.
+            run(
+                "queue",
+                Server::Nats,
+                3,
+                &report_json("queue", 10, 1e6, 5.0),
+                None,
+            ),
+        ];
+        let cpu = summarize(&runs)[0].cpu_per_delivery.unwrap();
+        assert_eq!((cpu.min, cpu.median, cpu.max), (1e-7, 2e-7, 3e-7));
     }
 }

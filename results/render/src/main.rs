@@ -11,6 +11,8 @@
 //! - `criterion`: collecting criterion's medians from `target/criterion`;
 //! - `targets`: mq-actix against Redis and NATS, figure by figure, with
 //!   the goal each is held to and whether it is met;
+//! - `variants`: the size sweep and the durable cases, each row read
+//!   beside its plain case;
 //! - `charts`: the SVG charts (plotters, SVG backend only);
 //! - `tables`: Markdown tables and number formats;
 //! - `readme`: rewriting the README between its marker comments;
@@ -25,6 +27,7 @@ mod sections;
 mod stats;
 mod tables;
 mod targets;
+mod variants;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -182,6 +185,34 @@ fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
         let drawn = charts::compare(outcome, runs, &subtitle, &out.join(&file));
         draw(file, drawn, charts::alt_text(outcome))?;
     }
+    type Chart = fn(&[data::Summary], &str, &Path) -> anyhow::Result<bool>;
+    let grouped: [(&str, Chart, &str); 4] = [
+        (
+            "compare-cpu-per-delivery.svg",
+            charts::cpu,
+            "Server CPU time per delivery of mq-actix, Redis and NATS in each throughput case",
+        ),
+        (
+            "compare-size.svg",
+            charts::sizes,
+            "Deliveries per second of fanout-100 and queue at each message size, per server",
+        ),
+        (
+            "compare-durable.svg",
+            charts::durable,
+            "Deliveries per second of mq-actix on disk beside mq-actix in memory and Redis with \
+             its append-only file",
+        ),
+        (
+            "compare-latency-fanout-1.svg",
+            charts::fanout_1_latency,
+            "p50 and p99 latency at fanout 1, closed loop, of mq-actix, Redis and NATS",
+        ),
+    ];
+    for (file, chart, alt) in grouped {
+        let drawn = chart(&summaries, &subtitle, &out.join(file));
+        draw(file.into(), drawn, alt.into())?;
+    }
 
     let readme_path = out.join("README.md");
     let mut text = fs::read_to_string(&readme_path)
@@ -199,6 +230,11 @@ fn render(data: &Path, out: &Path) -> anyhow::Result<()> {
         ("load", sections::load(&samples, &activity, cores, legacy)),
         ("charts", sections::charts(&charts)),
         ("comparison", sections::comparison(&outcomes)),
+        ("sizes", sections::sizes(&variants::size_rows(&summaries))),
+        (
+            "durable",
+            sections::durable(&variants::durable_rows(&summaries)),
+        ),
         ("loadgen", sections::loadgen(&summaries)),
         ("criterion", sections::criterion(&benches)),
         ("commands", sections::commands(commands.as_deref())),

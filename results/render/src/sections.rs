@@ -4,10 +4,11 @@
 use serde_json::Value;
 
 use crate::criterion::Bench;
-use crate::data::{Server, Summary};
+use crate::data::{CaseName, Server, Summary, Variant};
 use crate::machine::{Activity, LoadSample, BUSY_SHARE};
 use crate::tables::{self, markdown_table, Align};
 use crate::targets::Outcome;
+use crate::variants::{DurableRow, SizeRow, BATCH_FLOOR};
 
 /// The machine and the configuration of the run, from `machine.json` and
 /// `run.json`, with a warning when the figures come from a smoke run.
@@ -226,6 +227,7 @@ pub fn loadgen(summaries: &[Summary]) -> String {
                 opt(s.p99_us.map(|v| v.median), tables::micros),
                 opt(s.p999_us.map(|v| v.median), tables::micros),
                 opt(s.peak_rss_bytes.map(|v| v.median), tables::bytes),
+                opt(s.cpu_per_delivery.map(|v| v.median * 1e9), tables::nanos),
                 also(s),
                 if s.problems == 0 {
                     "none".into()
@@ -236,7 +238,7 @@ pub fn loadgen(summaries: &[Summary]) -> String {
         })
         .collect();
     let mut align = vec![Align::Left, Align::Left, Align::Left];
-    align.extend([Align::Right; 7]);
+    align.extend([Align::Right; 8]);
     align.extend([Align::Left, Align::Right]);
     markdown_table(
         &[
@@ -250,6 +252,7 @@ pub fn loadgen(summaries: &[Summary]) -> String {
             "p99",
             "p99.9",
             "peak RSS",
+            "CPU per delivery",
             "also",
             "problems",
         ],
@@ -270,24 +273,22 @@ pub fn describe(s: &Summary) -> String {
         (Some(d), _) => format!(", {d:.0} s"),
         _ => String::new(),
     };
+    let size = tables::size(p.size);
     let load = match s.scenario.as_str() {
         "fanout" => format!(
-            "{} pub → {} subs, {sending}, {} B{timing}",
+            "{} pub → {} subs, {sending}, {size}{timing}",
             n(p.publishers),
             n(p.clients),
-            p.size
         ),
         "pairs" => format!(
-            "{} clients × {} msgs, {sending}, {} B",
+            "{} clients × {} msgs, {sending}, {size}",
             n(p.clients),
             tables::count(p.messages.unwrap_or(0) as f64 / p.clients.max(1) as f64),
-            p.size
         ),
         "queue" => format!(
-            "{} pubs → {} workers, delivery one, {sending}, {} B{timing}",
+            "{} pubs → {} workers, delivery one, {sending}, {size}{timing}",
             n(p.publishers),
             n(p.clients),
-            p.size
         ),
         "replay" => format!(
             "{} subs replay {} cached msgs",
@@ -297,11 +298,113 @@ pub fn describe(s: &Summary) -> String {
         "conns" => format!("{} idle subscribed conns", n(p.clients)),
         other => other.to_string(),
     };
-    if p.tls {
-        format!("{load}, TLS")
-    } else {
-        load
+    let load = if p.tls { format!("{load}, TLS") } else { load };
+    // loadgen does not know how the server keeps its data: the case says.
+    match (CaseName::parse(&s.case).variant, s.server) {
+        (Some(Variant::Fsync(f)), Server::Redis) => match f.redis_appendfsync() {
+            Some(every) => format!("{load}, AOF appendfsync {every}"),
+            None => load,
+        },
+        (Some(Variant::Fsync(f)), _) => format!("{load}, on disk, fsync {}", f.name()),
+        _ => load,
     }
+}
+
+/// The size sweep: each server's deliveries per second at each message
+/// size, and mq-actix's ratio to the others.
+pub fn sizes(rows: &[SizeRow]) -> String {
+    if rows.is_empty() {
+        return "No size sweep yet: run `results/run.sh` with `sizes` in `SCENARIOS`.\n".into();
+    }
+    let rate = |v: Option<crate::stats::Spread>| v.map(|v| tables::rate(v.median));
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let ratio = |s: Server| r.ratio(s).map(tables::ratio).unwrap_or("–".into());
+            let [mq, redis, nats] = r.spreads.map(|v| rate(v).unwrap_or("–".into()));
+            vec![
+                r.case.to_string(),
+                tables::size(r.size),
+                mq,
+                redis,
+                nats,
+                ratio(Server::Redis),
+                ratio(Server::Nats),
+            ]
+        })
+        .collect();
+    let mut align = vec![Align::Left];
+    align.extend([Align::Right; 6]);
+    markdown_table(
+        &[
+            "case",
+            "message size",
+            "mq-actix",
+            "Redis",
+            "NATS",
+            "mq-actix / Redis",
+            "mq-actix / NATS",
+        ],
+        &align,
+        &rows,
+    )
+}
+
+/// The durable cases: mq-actix on disk against itself in memory and
+/// against Redis with its append-only file, with the floor `--fsync batch`
+/// is held to.
+pub fn durable(rows: &[DurableRow]) -> String {
+    if rows.is_empty() {
+        return "No durable runs yet: run `results/run.sh` with `durable` in `SCENARIOS`.\n".into();
+    }
+    let rate =
+        |v: Option<crate::stats::Spread>| v.map(|v| tables::rate(v.median)).unwrap_or("–".into());
+    let ratio = |r: Option<f64>| r.map(tables::ratio).unwrap_or("–".into());
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mode = match r.fsync.redis_appendfsync() {
+                Some(every) => format!("{} (Redis: {every})", r.fsync.name()),
+                None => r.fsync.name().to_string(),
+            };
+            let (target, verdict) = match &r.verdict {
+                Some(v) => (
+                    format!("≥ {} in memory", tables::ratio(BATCH_FLOOR)),
+                    v.cell(),
+                ),
+                None => (String::new(), String::new()),
+            };
+            vec![
+                r.case.to_string(),
+                mode,
+                rate(r.on_disk),
+                rate(r.memory),
+                ratio(r.of_memory()),
+                rate(r.redis_aof),
+                ratio(r.of_redis()),
+                target,
+                verdict,
+            ]
+        })
+        .collect();
+    let mut align = vec![Align::Left, Align::Left];
+    align.extend([Align::Right; 5]);
+    align.extend([Align::Left; 2]);
+    markdown_table(
+        &[
+            "case",
+            "fsync",
+            "mq-actix on disk",
+            "mq-actix in memory",
+            "on disk / in memory",
+            "Redis with AOF",
+            "mq-actix / Redis",
+            "target",
+            "verdict",
+        ],
+        &align,
+        &rows,
+    )
 }
 
 /// The figure particular to a scenario.
@@ -504,6 +607,126 @@ mod tests {
         assert!(rows[1].starts_with("| fanout-100-tls "), "{table}");
         assert!(rows[1].contains("64 B, 10 s, TLS |"), "{table}");
         assert!(rows[2].starts_with("| fanout-1000 "), "{table}");
+    }
+
+    #[test]
+    fn a_durable_case_says_how_each_server_kept_its_data() {
+        let json = report_json("pairs", 100, 4e5, 3.0);
+        let runs = [
+            run("pairs-fsync-batch", Server::MqActix, 1, &json, None),
+            run("pairs-fsync-batch", Server::Redis, 1, &json, None),
+            run("pairs-fsync-always", Server::Redis, 1, &json, None),
+        ];
+        let table = loadgen(&summarize(&runs));
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert!(
+            rows[0].starts_with("| pairs-fsync-batch  | mq-actix "),
+            "{table}"
+        );
+        let load = |row: &str| row.split('|').nth(3).unwrap().trim().to_string();
+        assert!(
+            load(rows[0]).ends_with("64 B, on disk, fsync batch"),
+            "{table}"
+        );
+        assert!(
+            load(rows[1]).ends_with("64 B, AOF appendfsync everysec"),
+            "{table}"
+        );
+        assert!(
+            rows[2].starts_with("| pairs-fsync-always | Redis "),
+            "{table}"
+        );
+        assert!(
+            load(rows[2]).ends_with("64 B, AOF appendfsync always"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_cpu_per_delivery_column_is_in_nanoseconds_or_microseconds() {
+        let with_cpu = |cpu: f64| {
+            report_json("fanout", 100, 1e6, 5.0).replace(
+                r#""violations":0"#,
+                &format!(r#""server_cpu_s_per_delivery":{cpu},"violations":0"#),
+            )
+        };
+        let runs = [
+            run("fanout-100", Server::MqActix, 1, &with_cpu(2.1e-7), None),
+            run("fanout-100", Server::Redis, 1, &with_cpu(1.5e-6), None),
+            run(
+                "fanout-100",
+                Server::Nats,
+                1,
+                &report_json("fanout", 100, 1e6, 5.0),
+                None,
+            ),
+        ];
+        let table = loadgen(&summarize(&runs));
+        let cpu: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .map(|row| row.split('|').nth(11).unwrap().trim())
+            .collect();
+        assert_eq!(cpu, ["210 ns", "1.50 µs", "–"], "{table}");
+    }
+
+    #[test]
+    fn the_size_and_durable_tables_give_ratios_and_the_floor() {
+        let rated = |case: &str, server, rate: f64, size: usize| {
+            let json = report_json("queue", 10, rate, 5.0)
+                .replace(r#""size":64"#, &format!(r#""size":{size}"#));
+            run(case, server, 1, &json, None)
+        };
+        let runs = [
+            rated("queue", Server::MqActix, 4e5, 64),
+            rated("queue", Server::Nats, 5e5, 64),
+            rated("queue-16k", Server::MqActix, 1e5, 16384),
+            rated("queue-16k", Server::Nats, 5e4, 16384),
+            rated("queue-fsync-batch", Server::MqActix, 3e5, 64),
+        ];
+        let summaries = summarize(&runs);
+        let table = sizes(&crate::variants::size_rows(&summaries));
+        let cells =
+            |row: &str| -> Vec<String> { row.split('|').map(|c| c.trim().to_string()).collect() };
+        let rows: Vec<Vec<String>> = table.lines().skip(2).map(cells).collect();
+        assert_eq!(rows.len(), 2, "{table}");
+        assert_eq!(
+            rows[0][1..8],
+            ["queue", "64 B", "400,000/s", "–", "500,000/s", "–", "0.80×"],
+            "{table}"
+        );
+        assert_eq!(
+            rows[1][1..8],
+            [
+                "queue-16k",
+                "16 KiB",
+                "100,000/s",
+                "–",
+                "50,000/s",
+                "–",
+                "2.00×"
+            ],
+            "{table}"
+        );
+        let table = durable(&crate::variants::durable_rows(&summaries));
+        let row = table.lines().nth(2).unwrap();
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(
+            cells[1..10],
+            [
+                "queue-fsync-batch",
+                "batch (Redis: everysec)",
+                "300,000/s",
+                "400,000/s",
+                "0.75×",
+                "–",
+                "–",
+                "≥ 0.70× in memory",
+                "met"
+            ]
+        );
+        assert!(sizes(&[]).starts_with("No size sweep"));
+        assert!(durable(&[]).starts_with("No durable runs"));
     }
 
     #[test]

@@ -134,6 +134,16 @@ pub fn bytes(n: f64) -> String {
     )
 }
 
+/// A message size: `64 B`, `1,000 B`, and in KiB when it is a whole number
+/// of them (`16 KiB`), as the script's `--size 16384` means it.
+pub fn size(bytes: usize) -> String {
+    if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", count((bytes / 1024) as f64))
+    } else {
+        format!("{} B", count(bytes as f64))
+    }
+}
+
 /// A ratio such as mq-actix / Redis: `2.31×`.
 pub fn ratio(r: f64) -> String {
     if r >= 100.0 {
@@ -196,6 +206,10 @@ mod tests {
         assert_eq!(bytes(512.0), "512 B");
         assert_eq!(bytes(3_200.0), "3.20 KB");
         assert_eq!(bytes(28_400_000.0), "28.4 MB");
+        assert_eq!(size(64), "64 B");
+        assert_eq!(size(1000), "1,000 B");
+        assert_eq!(size(1024), "1 KiB");
+        assert_eq!(size(16384), "16 KiB");
         assert_eq!(ratio(2.314), "2.31×");
         assert_eq!(ratio(0.5), "0.50×");
         assert_eq!(ratio(123.4), "123×");
