@@ -12,7 +12,7 @@
 //! delivered line). A message leaves `messages` when it leaves the cache,
 //! so the file grows with what is cached, not with what was ever sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -337,12 +337,16 @@ fn commit(db: &Database, jobs: &[Job], sync: bool) -> Result<(), Box<redb::Error
     } else {
         Durability::None
     });
+    let transient = transient(jobs);
     {
         let mut topics = txn.open_table(TOPICS).map_err(boxed)?;
         let mut messages = txn.open_table(MESSAGES).map_err(boxed)?;
-        for job in jobs {
+        for (j, job) in jobs.iter().enumerate() {
             let name = &*job.topic;
-            for op in &job.ops {
+            for (o, op) in job.ops.iter().enumerate() {
+                if transient.contains(&(j, o)) {
+                    continue;
+                }
                 match op {
                     Op::Put { index, line, one } => {
                         messages
@@ -363,6 +367,35 @@ fn commit(db: &Database, jobs: &[Job], sync: bool) -> Result<(), Box<redb::Error
     Ok(())
 }
 
+/// The ops of `jobs` (by job and position) that need not reach the file: a
+/// message put and removed again within one commit, as a busy topic's
+/// cache turns over many times between two commits. A topic only puts a
+/// message it does not hold, so the key is absent before such a pair and
+/// after it. A key put twice without a removal between is left alone.
+fn transient(jobs: &[Job]) -> HashSet<(usize, usize)> {
+    let mut open: HashMap<(&str, u64), (usize, usize)> = HashMap::new();
+    let mut skip = HashSet::new();
+    for (j, job) in jobs.iter().enumerate() {
+        for (o, op) in job.ops.iter().enumerate() {
+            match op {
+                Op::Put { index, .. } => {
+                    if open.insert((&job.topic, *index), (j, o)).is_some() {
+                        open.remove(&(&*job.topic, *index));
+                    }
+                }
+                Op::Remove(index) => {
+                    if let Some(put) = open.remove(&(&*job.topic, *index)) {
+                        skip.insert(put);
+                        skip.insert((j, o));
+                    }
+                }
+                Op::Lease(_) => {}
+            }
+        }
+    }
+    skip
+}
+
 #[cfg(test)]
 impl Disk {
     /// A disk with no thread: the test takes the jobs itself.
@@ -373,5 +406,53 @@ impl Disk {
             _ => None,
         };
         (Disk { requests, fsync }, next_job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(topic: &str, ops: Vec<Op>) -> Job {
+        Job {
+            topic: topic.into(),
+            ops,
+            waiters: Vec::new(),
+            must_sync: false,
+            lease: None,
+        }
+    }
+
+    fn put(index: u64) -> Op {
+        Op::Put {
+            index,
+            line: Bytes::from_static(b"line"),
+            one: false,
+        }
+    }
+
+    #[test]
+    fn a_message_put_and_removed_in_one_commit_never_reaches_the_file() {
+        let jobs = [
+            job("t", vec![put(1), put(2), Op::Lease(100)]),
+            job("u", vec![put(1), Op::Remove(1)]),
+            job("t", vec![Op::Remove(1), put(3), Op::Remove(0)]),
+        ];
+        let skip = transient(&jobs);
+        let expected: HashSet<(usize, usize)> = [(0, 0), (2, 0), (1, 0), (1, 1)].into();
+        assert_eq!(skip, expected);
+    }
+
+    #[test]
+    fn a_message_put_again_after_its_removal_is_kept() {
+        let jobs = [job("t", vec![put(1), Op::Remove(1), put(1)])];
+        let skip = transient(&jobs);
+        assert_eq!(skip, [(0, 0), (0, 1)].into());
+    }
+
+    #[test]
+    fn a_key_put_twice_is_left_to_the_file() {
+        let jobs = [job("t", vec![put(1), put(1), Op::Remove(1)])];
+        assert!(transient(&jobs).is_empty());
     }
 }
