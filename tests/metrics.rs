@@ -11,11 +11,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delivered, send_line, Client, Server, BIN, WAIT};
+use common::{connect_small, delivered, send_line, Client, Server, BIN, WAIT};
 use serde_json::{json, Value};
-use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Every series `/metrics` exports, with each of its labels.
 const SERIES: [&str; 21] = [
@@ -272,16 +270,6 @@ async fn a_slow_consumer_cut_off_is_counted() {
     assert_eq!(cut_off, 1.0);
 }
 
-/// A connection whose kernel receive buffer is small, so that what it does
-/// not read stays owed at the server.
-async fn connect_small(addr: SocketAddr) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(4 * 1024).expect("SO_RCVBUF");
-    socket.connect(&addr.into()).expect("connect");
-    socket.set_nonblocking(true).expect("nonblocking");
-    TcpStream::from_std(socket.into()).expect("tokio stream")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_turns_503_while_the_broker_drains() {
     let mut server = Server::start_logging(
@@ -296,7 +284,7 @@ async fn healthz_turns_503_while_the_broker_drains() {
 
     // A subscriber that reads nothing keeps the drain going: it is owed
     // what the broker acknowledged, and shutdown waits to write it.
-    let mut stalled = connect_small(server.addr()).await;
+    let mut stalled = connect_small(server.addr(), 4 * 1024).await;
     let subscribe = json!({"command": "subscribe", "topic": "owed"}).to_string() + "\n";
     stalled
         .write_all(subscribe.as_bytes())

@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use common::{delivered, index_of, send_line, Client, Rng, Server, TempDir, BIN, WAIT};
+use common::{
+    connect_small, delivered, index_of, send_line, Client, Rng, Server, TempDir, BIN, WAIT,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -522,12 +524,7 @@ async fn a_one_message_a_stopping_broker_could_not_write_is_kept_for_the_restart
     let dir = TempDir::new("stop-stalled");
     let args = ["100000", "--fsync", "always", "--shutdown-timeout", "1"];
     let mut server = Server::start_with_dir(&dir, &args);
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(8 * 1024).expect("SO_RCVBUF");
-    socket.connect(&server.addr().into()).expect("connect");
-    socket.set_nonblocking(true).expect("nonblocking");
-    let mut stalled = TcpStream::from_std(socket.into()).expect("tokio stream");
+    let mut stalled = connect_small(server.addr(), 8 * 1024).await;
     stalled
         .write_all(b"{\"command\": \"subscribe\", \"topic\": \"jobs\"}\n")
         .await

@@ -18,25 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{send_line, Client, Rng, Server, WAIT};
+use common::{connect_small, send_line, Client, Rng, Server, WAIT};
 use mq_actix::config::DORMANT_AFTER;
 use serde_json::Value;
-use socket2::{Domain, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-/// A connection whose kernel receive buffer is `rcvbuf` bytes, so that a
-/// slow reader is slow at the server, not in its own kernel.
-async fn connect_small(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
-    socket.connect(&addr.into()).expect("connect");
-    socket.set_nonblocking(true).expect("nonblocking");
-    let stream = TcpStream::from_std(socket.into()).expect("tokio stream");
-    stream.set_nodelay(true).expect("nodelay");
-    stream
-}
 
 /// Closes with a reset (RST) instead of a FIN: what the kernel had queued
 /// for this socket is thrown away.

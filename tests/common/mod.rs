@@ -533,3 +533,17 @@ impl Server {
         self.exit_status(WAIT).await;
     }
 }
+
+/// A connection whose kernel receive buffer is `rcvbuf` bytes, so that
+/// what it does not read stays owed at the server rather than in its own
+/// kernel.
+pub async fn connect_small(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    socket.set_nonblocking(true).expect("nonblocking");
+    let stream = TcpStream::from_std(socket.into()).expect("tokio stream");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
