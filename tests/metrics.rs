@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{connect_small, delivered, send_line, Client, Server, BIN, WAIT};
+use common::{connect_small, delivered, get, send_line, Client, Server, BIN, WAIT};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -42,23 +42,6 @@ const SERIES: [&str; 21] = [
 
 /// The reply line every successful command gets, with its line ending.
 const OK_LINE: usize = "{\"success\": true}\r\n".len();
-
-/// One GET: the status and the body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let url = format!("http://{addr}{path}");
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut response = agent.get(&url).call().expect("GET");
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().expect("body");
-        (status, body)
-    })
-    .await
-    .expect("the request's thread")
-}
 
 /// Every sample of one scrape, by series (name and labels as written).
 struct Scrape(HashMap<String, f64>);

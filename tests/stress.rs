@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{connect_small, send_line, Client, Rng, Server, WAIT};
+use common::{connect_small, get, send_line, Client, Rng, Server, WAIT};
 use mq_actix::config::DORMANT_AFTER;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -553,17 +553,8 @@ async fn partial_lines_count_toward_max_memory_until_the_line_timeout() {
 
 /// `mq_topics` from the server's `/metrics`.
 async fn topics_with_an_actor(metrics: SocketAddr) -> u64 {
-    let url = format!("http://{metrics}/metrics");
-    let body = tokio::task::spawn_blocking(move || {
-        ureq::get(&url)
-            .call()
-            .expect("GET /metrics")
-            .body_mut()
-            .read_to_string()
-            .expect("the scrape's body")
-    })
-    .await
-    .expect("the scrape's thread");
+    let (status, body) = get(metrics, "/metrics").await;
+    assert_eq!(status, 200, "{body}");
     body.lines()
         .find_map(|line| line.strip_prefix("mq_topics "))
         .and_then(|value| value.trim().parse::<f64>().ok())

@@ -547,3 +547,20 @@ pub async fn connect_small(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
     stream.set_nodelay(true).expect("nodelay");
     stream
 }
+
+/// One GET: the status and the body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().expect("GET");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().expect("body");
+        (status, body)
+    })
+    .await
+    .expect("the request's thread")
+}
