@@ -8,15 +8,22 @@
 //! that an idle topic can retire; a session that finds its topic retired
 //! asks the registry, which starts it again. The name is the registry's own
 //! `Arc`, so it is stored once however many workers know it.
+//!
+//! Every `send` looks its topic up here, so the map hashes with foldhash
+//! (seeded per map, as hashbrown's own default) rather than SipHash, which
+//! cost a few percent of the whole server's CPU in `loadgen pairs`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
+
 use crate::topic::WeakTopic;
 
 thread_local! {
-    static TOPICS: RefCell<HashMap<Arc<str>, WeakTopic>> = RefCell::new(HashMap::new());
+    static TOPICS: RefCell<HashMap<Arc<str>, WeakTopic, RandomState>> =
+        RefCell::new(HashMap::with_hasher(RandomState::default()));
 }
 
 /// Runs `f` with the handle of `name`, if this worker knows it.

@@ -7,12 +7,29 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::parse::Send;
 
+/// What the topic's index follows in a delivered line.
+const INDEX_KEY: &[u8] = b", \"index\": ";
+
+/// Digits of the largest index, `u64::MAX`.
+const MAX_INDEX_DIGITS: usize = 20;
+
+/// What ends a delivered line, after its index.
+const LINE_END: &[u8] = b"}\r\n";
+
+/// Room a template keeps for the largest index and the line's end.
+const TAIL: usize = MAX_INDEX_DIGITS + LINE_END.len();
+
 /// A `send` encoded once, up to the index that only its topic can assign:
 /// the topic appends `"index": N` and shares the resulting bytes with every
 /// subscriber instead of serializing per subscriber.
+///
+/// Its buffer has room for the index and the line's end, so that a topic
+/// can finish the line in place ([`DeliveryTemplate::into_line`]): a
+/// message then costs one allocation and one copy from the read buffer on
+/// its whole way to the sockets.
 #[derive(Debug, Clone)]
 pub struct DeliveryTemplate {
-    head: Bytes,
+    head: BytesMut,
 }
 
 impl DeliveryTemplate {
@@ -20,14 +37,12 @@ impl DeliveryTemplate {
     /// the hot path copies one slice; otherwise the fields written afresh.
     pub fn new(send: &Send<'_>) -> Self {
         if let Some(object) = send.verbatim {
-            let mut head = BytesMut::with_capacity(object.len() + 12);
+            let mut head = BytesMut::with_capacity(object.len() + INDEX_KEY.len() + TAIL);
             head.put_slice(object.as_bytes());
-            head.put_slice(b", \"index\": ");
-            return DeliveryTemplate {
-                head: head.freeze(),
-            };
+            head.put_slice(INDEX_KEY);
+            return DeliveryTemplate { head };
         }
-        let mut head = BytesMut::with_capacity(send.topic.len() + send.msg.len() + 96);
+        let mut head = BytesMut::with_capacity(send.topic.len() + send.msg.len() + 96 + TAIL);
         head.put_slice(b"{\"command\": \"send\", \"topic\": ");
         write_json_string(&mut head, &send.topic);
         head.put_slice(b", \"msg\": ");
@@ -40,16 +55,14 @@ impl DeliveryTemplate {
             Some(false) => head.put_slice(b", \"cache\": false"),
             None => {}
         }
-        head.put_slice(b", \"index\": ");
-        DeliveryTemplate {
-            head: head.freeze(),
-        }
+        head.put_slice(INDEX_KEY);
+        DeliveryTemplate { head }
     }
 
     /// The delivered line up to its index, for whoever assigns the index
     /// elsewhere (`--cluster`: a script in Redis).
-    pub fn head(&self) -> Bytes {
-        self.head.clone()
+    pub fn into_head(self) -> Bytes {
+        self.head.freeze()
     }
 
     /// Bytes of the delivered line without its index and ending: what the
@@ -58,15 +71,34 @@ impl DeliveryTemplate {
         self.head.len()
     }
 
+    /// The most bytes [`DeliveryTemplate::write_line`] can append.
+    pub fn max_line_len(&self) -> usize {
+        self.head.len() + TAIL
+    }
+
     /// Never true: every delivered line has at least its keys.
     pub fn is_empty(&self) -> bool {
         self.head.is_empty()
     }
 
-    /// The complete delivered line for message number `index`.
+    /// The complete delivered line for message number `index`, finished in
+    /// the template's own buffer.
+    pub fn into_line(mut self, index: u64) -> BytesMut {
+        let mut digits = itoa::Buffer::new();
+        self.head.put_slice(digits.format(index).as_bytes());
+        self.head.put_slice(LINE_END);
+        self.head
+    }
+
+    /// The complete delivered line for message number `index`, in a buffer
+    /// of its own, leaving the template as it was.
     pub fn line(&self, index: u64) -> Bytes {
-        let mut line = BytesMut::with_capacity(self.head.len() + 24);
-        self.write_line(index, &mut line);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(index);
+        let mut line = BytesMut::with_capacity(self.head.len() + digits.len() + LINE_END.len());
+        line.put_slice(&self.head);
+        line.put_slice(digits.as_bytes());
+        line.put_slice(LINE_END);
         line.freeze()
     }
 
@@ -75,10 +107,10 @@ impl DeliveryTemplate {
     pub fn write_line(&self, index: u64, out: &mut BytesMut) {
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(index);
-        out.reserve(self.head.len() + digits.len() + 3);
+        out.reserve(self.head.len() + digits.len() + LINE_END.len());
         out.put_slice(&self.head);
         out.put_slice(digits.as_bytes());
-        out.put_slice(b"}\r\n");
+        out.put_slice(LINE_END);
     }
 }
 

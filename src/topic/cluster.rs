@@ -163,7 +163,7 @@ impl TopicActor {
             .map(|publish| Sent {
                 one: publish.delivery == Delivery::One,
                 cache: publish.cache,
-                head: publish.template.head(),
+                head: publish.template.into_head(),
             })
             .collect();
         cluster.sent += 1;
