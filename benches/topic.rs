@@ -38,6 +38,7 @@ use mq_actix::topic::{
 };
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// How long a measurement may wait for lines that should arrive in
 /// microseconds before the benchmark fails instead of hanging.
@@ -138,10 +139,7 @@ impl AsyncWrite for CountingSink {
 /// of the current System, draining into a [`CountingSink`].
 fn connection(delivered: &Arc<Delivered>) -> Outbox {
     let (outbox, writer) = Outbox::new(DEFAULT_MAX_PENDING, Memory::new(0));
-    actix::spawn(writer.run(
-        CountingSink(delivered.clone()),
-        std::future::pending::<()>(),
-    ));
+    actix::spawn(writer.run(CountingSink(delivered.clone()), CancellationToken::new()));
     outbox
 }
 

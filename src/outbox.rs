@@ -13,6 +13,7 @@
 //! of tiny replies is held to the same budget in real memory.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -22,6 +23,7 @@ use actix::{Message, Recipient};
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{IDLE_QUEUE_SLOTS, MAX_SLICES, PACE_BYTES};
 use crate::memory::{Consumer, Memory};
@@ -271,6 +273,12 @@ impl Outbox {
         let was_empty = queue.items.is_empty();
         queue.pending += cost;
         let backlog = queue.backlog();
+        if queue.items.capacity() == 0 {
+            // One slot, not the four a first push makes: the queue a batch
+            // went out in stays with the connection, and an idle
+            // subscriber's last batch is its one reply.
+            queue.items.reserve_exact(1);
+        }
         queue.items.push_back(item);
         drop(queue);
         self.shared.memory.add(cost);
@@ -365,94 +373,107 @@ pub struct Writer {
 
 impl Writer {
     /// Writes until [`Outgoing::Close`], a write error, the budget is
-    /// exceeded, or `abandon` resolves. Whatever is not completely written
-    /// when it returns is dropped, which hands `delivery: "one"` messages
-    /// back to their topics.
-    pub async fn run<W, A>(self, mut sink: W, abandon: A) -> Result<(), WriterError>
-    where
-        W: AsyncWrite + Unpin,
-        A: std::future::Future<Output = ()>,
-    {
-        let mut unwritten = VecDeque::new();
-        let result = tokio::select! {
-            biased;
-            result = self.write_all(&mut sink, &mut unwritten) => result,
-            () = abandon => Err(WriterError::Abandoned { lines: 0 }),
-        };
-        let left = {
-            let mut queue = self.shared.lock();
-            queue.closed = true;
-            // Nothing queued will be written now: none of it is owed.
-            self.shared.memory.sub(std::mem::take(&mut queue.pending));
-            let watchers = std::mem::take(&mut queue.watchers);
-            for topic in watchers {
-                topic.do_send(CaughtUp);
+    /// exceeded, or `abandon` is cancelled. Whatever is not completely
+    /// written when it returns is dropped, which hands `delivery: "one"`
+    /// messages back to their topics.
+    ///
+    /// Every idle connection holds this future for its life, so it is kept
+    /// small: an `async` block, not an `async fn` (which keeps a second copy
+    /// of its arguments), and the token rather than a future waiting on it
+    /// (which the block would keep beside the one `select!` polls).
+    #[allow(clippy::manual_async_fn)]
+    pub fn run<W: AsyncWrite + Unpin>(
+        self,
+        mut sink: W,
+        abandon: CancellationToken,
+    ) -> impl Future<Output = Result<(), WriterError>> {
+        async move {
+            let mut unwritten = VecDeque::new();
+            let result = tokio::select! {
+                biased;
+                result = self.write_all(&mut sink, &mut unwritten) => result,
+                () = abandon.cancelled() => Err(WriterError::Abandoned { lines: 0 }),
+            };
+            let left = {
+                let mut queue = self.shared.lock();
+                queue.closed = true;
+                // Nothing queued will be written now: none of it is owed.
+                self.shared.memory.sub(std::mem::take(&mut queue.pending));
+                let watchers = std::mem::take(&mut queue.watchers);
+                for topic in watchers {
+                    topic.do_send(CaughtUp);
+                }
+                std::mem::take(&mut queue.items)
+            };
+            unwritten.extend(left);
+            let result = match result {
+                Err(WriterError::Abandoned { .. }) => Err(WriterError::Abandoned {
+                    lines: unwritten
+                        .iter()
+                        .map(|item| memchr::memchr_iter(b'\n', item.bytes()).count())
+                        .sum(),
+                }),
+                other => other,
+            };
+            drop(unwritten);
+            match result {
+                Ok(()) => sink.shutdown().await.map_err(WriterError::Io),
+                Err(error) => Err(error),
             }
-            std::mem::take(&mut queue.items)
-        };
-        unwritten.extend(left);
-        let result = match result {
-            Err(WriterError::Abandoned { .. }) => Err(WriterError::Abandoned {
-                lines: unwritten
-                    .iter()
-                    .map(|item| memchr::memchr_iter(b'\n', item.bytes()).count())
-                    .sum(),
-            }),
-            other => other,
-        };
-        drop(unwritten);
-        match result {
-            Ok(()) => sink.shutdown().await.map_err(WriterError::Io),
-            Err(error) => Err(error),
         }
     }
 
-    async fn write_all<W: AsyncWrite + Unpin>(
-        &self,
-        sink: &mut W,
-        batch: &mut VecDeque<Outgoing>,
-    ) -> Result<(), WriterError> {
-        loop {
+    /// An `async` block, like [`Writer::run`], so that its arguments are
+    /// not kept twice.
+    #[allow(clippy::manual_async_fn)]
+    fn write_all<'a, W: AsyncWrite + Unpin>(
+        &'a self,
+        sink: &'a mut W,
+        batch: &'a mut VecDeque<Outgoing>,
+    ) -> impl Future<Output = Result<(), WriterError>> + 'a {
+        async move {
             loop {
-                {
-                    let mut queue = self.shared.lock();
-                    if queue.over_budget {
+                loop {
+                    {
+                        let mut queue = self.shared.lock();
+                        if queue.over_budget {
+                            return Err(WriterError::SlowConsumer {
+                                pending: queue.pending,
+                            });
+                        }
+                        if !queue.items.is_empty() {
+                            std::mem::swap(batch, &mut queue.items);
+                            break;
+                        }
+                    }
+                    self.shared.wake.notified().await;
+                    // Let the rest of this thread's ready work run first: more
+                    // lines join the queue and go out in the same `writev`.
+                    tokio::task::yield_now().await;
+                }
+                let close = batch
+                    .iter()
+                    .position(|item| matches!(item, Outgoing::Close));
+                if let Some(close) = close {
+                    batch.truncate(close);
+                }
+                tokio::select! {
+                    biased;
+                    () = self.shared.kick.notified() => {
                         return Err(WriterError::SlowConsumer {
-                            pending: queue.pending,
+                            pending: self.shared.lock().pending,
                         });
                     }
-                    if !queue.items.is_empty() {
-                        std::mem::swap(batch, &mut queue.items);
-                        break;
+                    written = self.write_batch(sink, batch) => {
+                        written.map_err(WriterError::Io)?;
                     }
                 }
-                self.shared.wake.notified().await;
-                // Let the rest of this thread's ready work run first: more
-                // lines join the queue and go out in the same `writev`.
-                tokio::task::yield_now().await;
-            }
-            let close = batch
-                .iter()
-                .position(|item| matches!(item, Outgoing::Close));
-            if let Some(close) = close {
-                batch.truncate(close);
-            }
-            tokio::select! {
-                biased;
-                () = self.shared.kick.notified() => {
-                    return Err(WriterError::SlowConsumer {
-                        pending: self.shared.lock().pending,
-                    });
+                // The queues swap places, so each keeps the largest capacity it
+                // ever needed; a burst must not cost a connection for its life.
+                batch.shrink_to(IDLE_QUEUE_SLOTS);
+                if close.is_some() {
+                    return Ok(());
                 }
-                written = self.write_batch(sink, batch) => {
-                    written.map_err(WriterError::Io)?;
-                }
-            }
-            // The queues swap places, so each keeps the largest capacity it
-            // ever needed; a burst must not cost a connection for its life.
-            batch.shrink_to(IDLE_QUEUE_SLOTS);
-            if close.is_some() {
-                return Ok(());
             }
         }
     }
@@ -462,56 +483,60 @@ impl Writer {
     /// that whatever is left (after an error, or when this future is
     /// dropped) is exactly what the client did not receive whole. The
     /// backlog is settled after every call: topics pace publishers by it, so
-    /// it must show progress as soon as the socket takes any bytes.
-    async fn write_batch<W: AsyncWrite + Unpin>(
-        &self,
-        sink: &mut W,
-        batch: &mut VecDeque<Outgoing>,
-    ) -> io::Result<()> {
-        // Bytes of the front item already written.
-        let mut offset = 0;
-        while !batch.is_empty() {
-            let n = {
-                let mut slices = Vec::with_capacity(batch.len().min(MAX_SLICES));
-                let mut items = batch.iter().take(MAX_SLICES);
-                if let Some(front) = items.next() {
-                    slices.push(IoSlice::new(&front.bytes()[offset..]));
+    /// it must show progress as soon as the socket takes any bytes. An
+    /// `async` block, like [`Writer::run`].
+    #[allow(clippy::manual_async_fn)]
+    fn write_batch<'a, W: AsyncWrite + Unpin>(
+        &'a self,
+        sink: &'a mut W,
+        batch: &'a mut VecDeque<Outgoing>,
+    ) -> impl Future<Output = io::Result<()>> + 'a {
+        async move {
+            // Bytes of the front item already written.
+            let mut offset = 0;
+            while !batch.is_empty() {
+                let n = {
+                    let mut slices = Vec::with_capacity(batch.len().min(MAX_SLICES));
+                    let mut items = batch.iter().take(MAX_SLICES);
+                    if let Some(front) = items.next() {
+                        slices.push(IoSlice::new(&front.bytes()[offset..]));
+                    }
+                    slices.extend(items.map(|item| IoSlice::new(item.bytes())));
+                    sink.write_vectored(&slices).await?
+                };
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
                 }
-                slices.extend(items.map(|item| IoSlice::new(item.bytes())));
-                sink.write_vectored(&slices).await?
-            };
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            let mut left = n;
-            let mut finished_overhead = 0;
-            let mut handed_off = 0;
-            while let Some(front) = batch.front() {
-                let rest = front.bytes().len() - offset;
-                if left < rest {
-                    offset += left;
-                    break;
+                let mut left = n;
+                let mut finished_overhead = 0;
+                let mut handed_off = 0;
+                while let Some(front) = batch.front() {
+                    let rest = front.bytes().len() - offset;
+                    if left < rest {
+                        offset += left;
+                        break;
+                    }
+                    left -= rest;
+                    offset = 0;
+                    finished_overhead += ITEM_OVERHEAD;
+                    if let Some(Outgoing::Handoff(handoff)) = batch.pop_front() {
+                        handoff.delivered();
+                        handed_off += 1;
+                    }
                 }
-                left -= rest;
-                offset = 0;
-                finished_overhead += ITEM_OVERHEAD;
-                if let Some(Outgoing::Handoff(handoff)) = batch.pop_front() {
-                    handoff.delivered();
-                    handed_off += 1;
+                self.shared.settle(n + finished_overhead);
+                let metrics = metrics::get();
+                metrics.sent(n);
+                if handed_off > 0 {
+                    metrics.messages_out(Delivery::One, handed_off);
                 }
             }
-            self.shared.settle(n + finished_overhead);
-            let metrics = metrics::get();
-            metrics.sent(n);
-            if handed_off > 0 {
-                metrics.messages_out(Delivery::One, handed_off);
-            }
+            // TLS takes bytes it cannot pass on yet into its own buffer and
+            // reports them written; without a flush, the end of a burst would
+            // wait there for the next write, which may never come. A no-op on
+            // a plain socket.
+            sink.flush().await
         }
-        // TLS takes bytes it cannot pass on yet into its own buffer and
-        // reports them written; without a flush, the end of a burst would
-        // wait there for the next write, which may never come. A no-op on
-        // a plain socket.
-        sink.flush().await
     }
 }
 

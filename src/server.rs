@@ -57,7 +57,7 @@ pub fn raise_fd_limit(wanted: u64) {
 /// its counters.
 pub struct Broker {
     workers: Vec<Arbiter>,
-    shared: session::Shared,
+    shared: Arc<session::Shared>,
 }
 
 impl Broker {
@@ -91,7 +91,7 @@ impl Broker {
             .start();
         Broker {
             workers,
-            shared: session::Shared {
+            shared: Arc::new(session::Shared {
                 registry,
                 limits: Arc::new(config.limits.clone()),
                 stats: Arc::new(Stats::new(config.limits.max_connections)),
@@ -99,7 +99,7 @@ impl Broker {
                 shutdown: Shutdown::default(),
                 users: config.users.clone(),
                 per_ip: PerIp::new(config.limits.max_connections_per_ip),
-            },
+            }),
         }
     }
 
@@ -165,7 +165,7 @@ impl Broker {
 
 struct Acceptor {
     workers: Vec<ArbiterHandle>,
-    shared: session::Shared,
+    shared: Arc<session::Shared>,
     /// Set on the TLS listener.
     tls: Option<TlsAcceptor>,
 }

@@ -52,8 +52,8 @@ use crate::topic::{self, Publish, PublishBatch, TopicActor, TopicHandle, WeakTop
 #[rtype(result = "()")]
 struct WriterStopped(WriterError);
 
-/// What a running broker lends every session.
-#[derive(Clone)]
+/// What a running broker lends every session: one `Arc` of it each, not a
+/// copy of every handle (a copy of an actix address alone allocates).
 pub struct Shared {
     pub registry: Addr<Registry>,
     pub limits: Arc<Limits>,
@@ -105,11 +105,8 @@ impl Access {
 /// One client connection.
 pub struct SessionActor {
     peer: SocketAddr,
-    shared: Shared,
+    shared: Arc<Shared>,
     outbox: Outbox,
-    /// The writer task's parts until it starts, with the connection's
-    /// admission, which lasts as long as its socket.
-    writer: Option<(Writer, Sink, Admitted)>,
     /// The topics this connection subscribes to.
     subscriptions: HashMap<Box<str>, Addr<TopicActor>>,
     /// The read side; cancelled when the broker drains for shutdown.
@@ -236,7 +233,7 @@ impl SessionActor {
         connection: Connection,
         peer: SocketAddr,
         admitted: Admitted,
-        shared: Shared,
+        shared: Arc<Shared>,
     ) -> Addr<SessionActor> {
         let access = match &shared.users {
             None => Access::Open,
@@ -256,19 +253,21 @@ impl SessionActor {
             shared.limits.line_timeout,
             shared.memory.clone(),
         );
-        SessionActor::create(move |ctx| SessionActor {
-            peer,
-            outbox,
-            writer: Some((writer, write, admitted)),
-            subscriptions: HashMap::new(),
-            reading: Some(ctx.add_stream(lines)),
-            sends: PendingSends::default(),
-            received: 0,
-            closing: false,
-            access,
-            auth_failures: 0,
-            _tracked: shared.shutdown.track(),
-            shared,
+        SessionActor::create(move |ctx| {
+            spawn_writer(writer, write, admitted, ctx.address().downgrade(), &shared);
+            SessionActor {
+                peer,
+                outbox,
+                subscriptions: HashMap::new(),
+                reading: Some(ctx.add_stream(lines)),
+                sends: PendingSends::default(),
+                received: 0,
+                closing: false,
+                access,
+                auth_failures: 0,
+                _tracked: shared.shutdown.track(),
+                shared,
+            }
         })
     }
 
@@ -597,6 +596,34 @@ impl SessionActor {
     }
 }
 
+/// Starts the task that writes what a connection owes its client; it holds
+/// the connection's admission, which lasts as long as its socket. What
+/// follows the writer is a `map`, not an `async` block around it, which
+/// would keep a second copy of the writer's state: every idle connection
+/// holds this task for its life.
+fn spawn_writer(
+    writer: Writer,
+    sink: Sink,
+    admitted: Admitted,
+    session: actix::WeakAddr<SessionActor>,
+    shared: &Shared,
+) {
+    let stats = shared.stats.clone();
+    let shutdown = shared.shutdown.clone();
+    stats.writer_started();
+    let run = writer.run(sink, shutdown.abandoning());
+    let done = futures_util::FutureExt::map(run, move |result| {
+        stats.writer_stopped();
+        drop(admitted);
+        match (result, session.upgrade()) {
+            (Err(WriterError::Abandoned { lines }), _) => shutdown.report_abandoned(lines),
+            (Err(error), Some(session)) => session.do_send(WriterStopped(error)),
+            _ => {}
+        }
+    });
+    actix::spawn(shared.shutdown.track_future(done));
+}
+
 /// Hands a batch of sends to its topic; says whether the topic is there.
 fn deliver(topic: &TopicHandle, publishes: Vec<Publish>, credit: topic::Credit) -> bool {
     topic.addr().do_send(PublishBatch { publishes, credit });
@@ -618,23 +645,6 @@ impl Actor for SessionActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         tracing::debug!(peer = %self.peer, connection = self.outbox.id(), "connected");
-        let Some((writer, sink, admitted)) = self.writer.take() else {
-            return;
-        };
-        let session = ctx.address().downgrade();
-        let stats = self.shared.stats.clone();
-        let shutdown = self.shared.shutdown.clone();
-        stats.writer_started();
-        actix::spawn(self.shared.shutdown.track_future(async move {
-            let result = writer.run(sink, shutdown.abandoned()).await;
-            stats.writer_stopped();
-            drop(admitted);
-            match (result, session.upgrade()) {
-                (Err(WriterError::Abandoned { lines }), _) => shutdown.report_abandoned(lines),
-                (Err(error), Some(session)) => session.do_send(WriterStopped(error)),
-                _ => {}
-            }
-        }));
         ctx.spawn(
             self.shared
                 .shutdown

@@ -78,9 +78,9 @@ impl Shutdown {
         self.closing.clone().cancelled_owned()
     }
 
-    /// Resolves when writers should give up.
-    pub fn abandoned(&self) -> WaitForCancellationFutureOwned {
-        self.abandoning.clone().cancelled_owned()
+    /// Cancelled when writers should give up.
+    pub fn abandoning(&self) -> CancellationToken {
+        self.abandoning.clone()
     }
 
     /// Keeps shutdown waiting for as long as the token lives.
