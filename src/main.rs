@@ -107,8 +107,8 @@ struct Cli {
     #[arg(long, env = "MQ_ACTIX_USERS", value_name = "FILE")]
     users: Option<PathBuf>,
     /// Bytes of caches, outboxes, topic mailboxes and partial lines before
-    /// new sends are refused ("Server out of memory"); 0 = no limit
-    /// [default: 50% of physical memory].
+    /// new sends are refused ("Server out of memory"), judged to within
+    /// 64 KiB per thread; 0 = no limit [default: 50% of physical memory].
     #[arg(long, env = "MQ_ACTIX_MAX_MEMORY", value_name = "SIZE", value_parser = parse_byte_size)]
     max_memory: Option<usize>,
     /// Seconds a connection may hold an unfinished line before it is closed.
