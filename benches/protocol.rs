@@ -164,10 +164,10 @@ fn encode_delivery(c: &mut Criterion) {
         let Ok(Line::Command(Command::Send(send))) = parse_line(line.as_bytes()) else {
             panic!("{variant}: not a send");
         };
-        let delivered = DeliveryTemplate::new(&send).line(7);
+        let delivered = DeliveryTemplate::new(&send).into_line(7);
         assert!(delivered.ends_with(b", \"index\": 7}\r\n"), "{variant}");
         group.bench_function(variant, |b| {
-            b.iter(|| DeliveryTemplate::new(black_box(&send)).line(black_box(7)))
+            b.iter(|| DeliveryTemplate::new(black_box(&send)).into_line(black_box(7)))
         });
     }
     group.finish();

@@ -133,7 +133,7 @@ proptest! {
         prop_assert_eq!(send.delivery, if one { Delivery::One } else { Delivery::All });
         prop_assert_eq!(send.cache, cache);
 
-        let delivered = DeliveryTemplate::new(&send).line(index);
+        let delivered = DeliveryTemplate::new(&send).into_line(index);
         let delivered: Value = serde_json::from_slice(&delivered).expect("a delivery is JSON");
         object.insert("index".into(), json!(index));
         prop_assert_eq!(delivered, Value::Object(object));

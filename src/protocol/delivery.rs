@@ -84,34 +84,24 @@ impl DeliveryTemplate {
     /// The complete delivered line for message number `index`, finished in
     /// the template's own buffer.
     pub fn into_line(mut self, index: u64) -> BytesMut {
-        let mut digits = itoa::Buffer::new();
-        self.head.put_slice(digits.format(index).as_bytes());
-        self.head.put_slice(LINE_END);
+        end_line(index, &mut self.head);
         self.head
-    }
-
-    /// The complete delivered line for message number `index`, in a buffer
-    /// of its own, leaving the template as it was.
-    pub fn line(&self, index: u64) -> Bytes {
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(index);
-        let mut line = BytesMut::with_capacity(self.head.len() + digits.len() + LINE_END.len());
-        line.put_slice(&self.head);
-        line.put_slice(digits.as_bytes());
-        line.put_slice(LINE_END);
-        line.freeze()
     }
 
     /// Appends the delivered line to `out`, so that many lines can share one
     /// buffer (and one write) on their way to the subscribers.
     pub fn write_line(&self, index: u64, out: &mut BytesMut) {
-        let mut digits = itoa::Buffer::new();
-        let digits = digits.format(index);
-        out.reserve(self.head.len() + digits.len() + LINE_END.len());
+        out.reserve(self.max_line_len());
         out.put_slice(&self.head);
-        out.put_slice(digits.as_bytes());
-        out.put_slice(LINE_END);
+        end_line(index, out);
     }
+}
+
+/// Appends what follows a line's head: its index and the line's end.
+fn end_line(index: u64, out: &mut BytesMut) {
+    let mut digits = itoa::Buffer::new();
+    out.put_slice(digits.format(index).as_bytes());
+    out.put_slice(LINE_END);
 }
 
 /// Writes `s` as a JSON string. Most messages need no escaping, and for
@@ -163,7 +153,7 @@ mod tests {
         let Command::Send(send) = command(original) else {
             panic!("not a send");
         };
-        let line = DeliveryTemplate::new(&send).line(7);
+        let line = DeliveryTemplate::new(&send).into_line(7);
         assert!(line.ends_with(b"}\r\n"));
         let delivered: Value = serde_json::from_slice(&line).unwrap();
         let mut expected: Value = serde_json::from_str(original).unwrap();
@@ -179,7 +169,7 @@ mod tests {
             panic!("not a send");
         };
         assert!(send.verbatim.is_some());
-        let line = DeliveryTemplate::new(&send).line(12);
+        let line = DeliveryTemplate::new(&send).into_line(12);
         let expected = r#"{ "msg":"a/b é","topic": "t" ,"delivery":"all" , "command":"send","cache":true, "index": 12}"#;
         assert_eq!(&line[..], format!("{expected}\r\n").as_bytes());
     }
