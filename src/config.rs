@@ -57,8 +57,9 @@ pub const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 /// busy one does not reallocate every time, while a burst's queue shrinks
 /// back instead of staying with the connection.
 pub const IDLE_QUEUE_SLOTS: usize = 16;
-/// Initial read buffer per connection; it grows for longer lines. Small
-/// because an idle connection should cost little memory.
+/// Initial read buffer per connection. Small because an idle connection
+/// should cost little memory; a connection whose reads fill it gets twice
+/// the room for its next read (`codec`), and a longer line grows it too.
 pub const READ_BUFFER: usize = 512;
 /// Largest read buffer a busy connection's doubling grows to: enough for a
 /// read to take many short lines at once, small enough that thousands of
