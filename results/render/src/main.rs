@@ -292,9 +292,9 @@ mod tests {
             assert!(!text.contains("/work/"), "{name} has an absolute path");
         }
         let readme = &files.iter().find(|(n, _)| n == "README.md").unwrap().1;
-        // The committed run: 1.53 on 2 cores before the build, which the
+        // The committed run: 1.34 on 2 cores before the build, which the
         // rule calls busy, and a sample at the start of every case.
-        assert!(readme.contains("**Busy**: 1-minute load average 1.53 before the build"));
+        assert!(readme.contains("**Busy**: 1-minute load average 1.34 before the build"));
         assert!(readme.contains("| at the start of fanout-100 against mq-actix "));
         assert!(!readme.contains("**Quiet**"));
     }

@@ -161,9 +161,11 @@ pub fn comparison(outcomes: &[Outcome]) -> String {
             if !o.target.against.is_empty() {
                 let who: Vec<&str> = o.target.against.iter().map(|s| s.label()).collect();
                 let how = if metric.lower_is_better() {
-                    "below"
+                    "below".to_string()
+                } else if o.target.by > 1.0 {
+                    format!("≥ {}×", o.target.by)
                 } else {
-                    "above"
+                    "above".to_string()
                 };
                 goal.push(format!("{how} {}", who.join(" and ")));
             }
@@ -553,7 +555,7 @@ mod tests {
                 "–",
                 "3.00×",
                 "–",
-                "above Redis and NATS",
+                "≥ 1.4× Redis and NATS",
                 "no data (NATS)"
             ]
         );

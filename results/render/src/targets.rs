@@ -67,6 +67,10 @@ pub struct Target {
     pub metric: Metric,
     /// The servers mq-actix must do better than.
     pub against: &'static [Server],
+    /// By how much, for a rate: mq-actix's must be at least this many
+    /// times theirs (1.0: any margin). Latency and memory need only be
+    /// lower.
+    pub by: f64,
     /// An absolute bound mq-actix must also stay within, in the metric's
     /// unit, with how the README states it.
     pub bound: Option<(f64, &'static str)>,
@@ -80,6 +84,7 @@ pub const TARGETS: [Target; 7] = [
         case: "fanout-100",
         metric: Metric::DeliveryRate,
         against: &[Server::Redis, Server::Nats],
+        by: 1.4,
         bound: None,
     },
     Target {
@@ -88,6 +93,7 @@ pub const TARGETS: [Target; 7] = [
         case: "fanout-1000",
         metric: Metric::DeliveryRate,
         against: &[Server::Redis, Server::Nats],
+        by: 1.4,
         bound: None,
     },
     Target {
@@ -96,6 +102,7 @@ pub const TARGETS: [Target; 7] = [
         case: "pairs",
         metric: Metric::DeliveryRate,
         against: &[Server::Redis, Server::Nats],
+        by: 1.3,
         bound: None,
     },
     Target {
@@ -104,6 +111,7 @@ pub const TARGETS: [Target; 7] = [
         case: "queue",
         metric: Metric::DeliveryRate,
         against: &[Server::Nats],
+        by: 1.3,
         bound: None,
     },
     Target {
@@ -112,6 +120,7 @@ pub const TARGETS: [Target; 7] = [
         case: "fanout-100",
         metric: Metric::P99,
         against: &[Server::Redis],
+        by: 1.0,
         bound: None,
     },
     Target {
@@ -120,6 +129,7 @@ pub const TARGETS: [Target; 7] = [
         case: "fanout-1000",
         metric: Metric::PeakRss,
         against: &[Server::Redis],
+        by: 1.0,
         bound: Some((30e6, "≤ 30 MB")),
     },
     Target {
@@ -128,6 +138,7 @@ pub const TARGETS: [Target; 7] = [
         case: "conns",
         metric: Metric::BytesPerConnection,
         against: &[],
+        by: 1.0,
         bound: Some((4e3, "≤ 4 KB")),
     },
 ];
@@ -196,6 +207,8 @@ pub fn evaluate(target: Target, summaries: &[Summary]) -> Outcome {
     let better = |a: f64, b: f64| {
         if target.metric.lower_is_better() {
             a < b
+        } else if target.by > 1.0 {
+            a >= target.by * b
         } else {
             a > b
         }
@@ -206,10 +219,14 @@ pub fn evaluate(target: Target, summaries: &[Summary]) -> Outcome {
         match values[other as usize] {
             None => missing.push(other.label().to_string()),
             Some(theirs) if !better(mine, theirs) => short.push(format!(
-                "{} vs {} for {}",
+                "{} vs {} for {}{}",
                 target.metric.format(mine),
                 target.metric.format(theirs),
-                other.label()
+                other.label(),
+                match target.by > 1.0 && theirs > 0.0 {
+                    true => format!(": {}", tables::ratio(mine / theirs)),
+                    false => String::new(),
+                }
             )),
             Some(_) => {}
         }
@@ -266,9 +283,21 @@ mod tests {
         let outcome = evaluate(TARGETS[0], &summaries([Some(2e6), Some(1e6), Some(4e6)]));
         assert_eq!(
             outcome.verdict,
-            Verdict::NotMet(vec!["2,000,000/s vs 4,000,000/s for NATS".into()])
+            Verdict::NotMet(vec!["2,000,000/s vs 4,000,000/s for NATS: 0.50×".into()])
         );
         assert!(outcome.verdict.cell().starts_with("**not met**"));
+    }
+
+    #[test]
+    fn a_rate_must_beat_the_other_by_the_factor() {
+        // fanout 100 is held to 1.4 times Redis and NATS.
+        let outcome = evaluate(TARGETS[0], &summaries([Some(1.3e6), Some(1e6), Some(0.5e6)]));
+        assert_eq!(
+            outcome.verdict,
+            Verdict::NotMet(vec!["1,300,000/s vs 1,000,000/s for Redis: 1.30×".into()])
+        );
+        let outcome = evaluate(TARGETS[0], &summaries([Some(1.4e6), Some(1e6), Some(0.5e6)]));
+        assert_eq!(outcome.verdict, Verdict::Met);
     }
 
     #[test]
