@@ -291,12 +291,18 @@ mod tests {
     #[test]
     fn a_rate_must_beat_the_other_by_the_factor() {
         // fanout 100 is held to 1.4 times Redis and NATS.
-        let outcome = evaluate(TARGETS[0], &summaries([Some(1.3e6), Some(1e6), Some(0.5e6)]));
+        let outcome = evaluate(
+            TARGETS[0],
+            &summaries([Some(1.3e6), Some(1e6), Some(0.5e6)]),
+        );
         assert_eq!(
             outcome.verdict,
             Verdict::NotMet(vec!["1,300,000/s vs 1,000,000/s for Redis: 1.30×".into()])
         );
-        let outcome = evaluate(TARGETS[0], &summaries([Some(1.4e6), Some(1e6), Some(0.5e6)]));
+        let outcome = evaluate(
+            TARGETS[0],
+            &summaries([Some(1.4e6), Some(1e6), Some(0.5e6)]),
+        );
         assert_eq!(outcome.verdict, Verdict::Met);
     }
 
