@@ -90,6 +90,14 @@ impl LineCodec {
             reads: ReadRoom::new(),
         }
     }
+
+    /// Drops everything buffered, part of a line too long to keep; the
+    /// read room counts it as taken, like a line.
+    fn discard(&mut self, buf: &mut BytesMut) {
+        self.reads.taken += buf.len();
+        buf.clear();
+        self.scanned = 0;
+    }
 }
 
 impl Decoder for LineCodec {
@@ -100,17 +108,13 @@ impl Decoder for LineCodec {
         loop {
             let Some(offset) = memchr::memchr(b'\n', &buf[self.scanned..]) else {
                 if self.discarding {
-                    self.reads.taken += buf.len();
-                    buf.clear();
-                    self.scanned = 0;
+                    self.discard(buf);
                     self.reads.ask(buf);
                     return Ok(None);
                 }
                 // One byte of slack for a `\r` that may precede the `\n`.
                 if buf.len() > self.max_line + 1 {
-                    self.reads.taken += buf.len();
-                    buf.clear();
-                    self.scanned = 0;
+                    self.discard(buf);
                     self.discarding = true;
                     return Ok(Some(Framed::TooLong));
                 }
